@@ -1,0 +1,1 @@
+"""Herald: serverless notifications and background jobs on AWS."""

@@ -1,0 +1,109 @@
+"""The HTTP plumbing every route shares: auth, JSON in and out, the contract's error body.
+
+Routes are plain functions `(request: Request) -> (status, body)`; `handle` authenticates,
+parses, catches and answers, so a route never builds an error response by hand and an
+unexpected exception is a logged 500 with the contract's body, never Chalice's own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chalice.app import Request, Response
+
+from chalicelib.auth import Principal
+from chalicelib.errors import ApiError, FieldProblem
+from chalicelib.observability import logger
+
+MAX_BODY_BYTES = 256 * 1024
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass
+class Call:
+    """What a route gets: the caller, the parsed body, path and query parameters."""
+
+    principal: Principal
+    body: Any
+    params: dict[str, str]
+    query: dict[str, str]
+
+    def org_scope(self) -> str:
+        """The organization this call acts on: the caller's own, or, for the operator, `org_id`."""
+        if self.principal.org_id is not None:
+            return self.principal.org_id
+        org = self.query.get("org_id") or (self.body.get("org_id") if isinstance(self.body, dict) else None)
+        if not isinstance(org, str) or not org:
+            raise ApiError(400, "org_required", "The operator must name the organization: pass org_id.",
+                           [FieldProblem("org_id", "is required for the operator token")])
+        return org
+
+
+Route = Callable[[Call], tuple[int, Any]]
+
+
+def error_response(err: ApiError) -> Response:
+    return Response(body=json.dumps(err.body()), status_code=err.status, headers={**JSON, **err.headers})
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=json.dumps(body, separators=(",", ":")), status_code=status, headers={**JSON, **(headers or {})})
+
+
+def parse_body(request: Request) -> Any:
+    raw = request.raw_body if request.method in ("POST", "PUT", "PATCH") else b""
+    if not raw:
+        return {}
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, "payload_too_large", f"The request body is over {MAX_BODY_BYTES // 1024} KiB.")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "malformed_json", "The request body is not valid JSON.") from None
+
+
+def bearer_token(request: Request) -> str | None:
+    header = (request.headers or {}).get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def handle(
+    request: Request,
+    route: Route,
+    *,
+    role: str,
+    authenticate: Callable[[str], Principal | None],
+    limiter: Callable[[Principal], float | None] | None = None,
+) -> Response:
+    try:
+        token = bearer_token(request)
+        principal = authenticate(token) if token else None
+        if principal is None:
+            raise ApiError(401, "unauthorized", "A valid bearer token is required.",
+                           headers={"WWW-Authenticate": 'Bearer realm="herald"'})
+        if not principal.at_least(role):
+            raise ApiError(403, "forbidden", f"This action needs the {role} role.")
+        if limiter is not None:
+            wait = limiter(principal)
+            if wait is not None:
+                raise ApiError(429, "rate_limited", "Too many requests for this organization; slow down.",
+                               headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+        call = Call(
+            principal=principal,
+            body=parse_body(request),
+            params=dict(request.uri_params or {}),
+            query=dict(request.query_params or {}),
+        )
+        status, body = route(call)
+        return json_response(status, body)
+    except ApiError as err:
+        return error_response(err)
+    except Exception:
+        logger.exception("unhandled error in route")
+        return error_response(ApiError(500, "internal_error", "Something went wrong on our side; it was logged."))

@@ -1,0 +1,18 @@
+"""Job handlers by type: each takes a Job and returns its result, or raises a JobError."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chalicelib.handlers.notify import email_handler, webhook_handler
+
+if TYPE_CHECKING:
+    from chalicelib.jobs.worker import Handler
+    from chalicelib.services import Services
+
+
+def build_handlers(svc: Services) -> dict[str, Handler]:
+    return {
+        "webhook": webhook_handler(svc),
+        "email": email_handler(svc),
+    }

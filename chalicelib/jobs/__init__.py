@@ -1,0 +1,1 @@
+"""The job core: model, store (DynamoDB), queue (SQS) and the worker loop."""

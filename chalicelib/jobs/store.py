@@ -1,0 +1,403 @@
+"""Job records in DynamoDB, always addressed through their organization.
+
+Every method takes the org id and builds the key from it, so a forgotten check in a route
+cannot reach another organization's job: another org's id simply is not there.
+Status transitions are conditional writes: two workers cannot both make a job `active`, and a
+worker cannot complete a job that was cancelled or taken over meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.clock import Clock, iso, parse_iso, utcnow
+from chalicelib.ddb import (
+    cancellation_reasons,
+    decode_cursor,
+    encode_cursor,
+    from_item,
+    is_condition_failure,
+    to_item,
+    values,
+)
+from chalicelib.jobs.model import PENDING, Job
+
+JOB_SK = "JOB"
+_NAMES = {"#s": "status", "#e": "error", "#r": "result"}
+
+
+def job_pk(org_id: str, job_id: str) -> str:
+    return f"JOB#{org_id}#{job_id}"
+
+
+def org_jobs_pk(org_id: str) -> str:
+    return f"ORG#{org_id}#JOBS"
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.job_id} is {job.status}")
+        self.job = job
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Retention:
+    completed_days: int = 7
+    dead_days: int = 30
+
+
+def _job_to_item(job: Job) -> dict[str, Any]:
+    created = iso(job.created_at)
+    return to_item(
+        {
+            "pk": job_pk(job.org_id, job.job_id),
+            "sk": JOB_SK,
+            "gsi1pk": org_jobs_pk(job.org_id),
+            "gsi1sk": f"{created}#{job.job_id}",
+            "job_id": job.job_id,
+            "org_id": job.org_id,
+            "type": job.type,
+            "status": job.status,
+            "priority": job.priority,
+            "attempts": job.attempts,
+            "max_attempts": job.max_attempts,
+            "backoff_seconds": job.backoff_seconds,
+            "created_at": created,
+            "run_at": iso(job.run_at),
+            "payload": json.dumps(job.payload, separators=(",", ":")),
+            "meta": json.dumps(job.meta, separators=(",", ":")),
+            "idempotency_key": job.idempotency_key,
+            "correlation_id": job.correlation_id,
+        }
+    )
+
+
+def _job_from_item(item: dict[str, Any]) -> Job:
+    data = from_item(item)
+
+    def when(key: str) -> datetime | None:
+        return parse_iso(data[key]) if data.get(key) else None
+
+    def loads(key: str) -> Any:
+        return json.loads(data[key]) if data.get(key) else None
+
+    return Job(
+        job_id=data["job_id"],
+        org_id=data["org_id"],
+        type=data["type"],
+        status=data["status"],
+        priority=data["priority"],
+        created_at=parse_iso(data["created_at"]),
+        run_at=parse_iso(data["run_at"]),
+        payload=loads("payload") or {},
+        meta=loads("meta") or {},
+        attempts=int(data.get("attempts", 0)),
+        max_attempts=int(data.get("max_attempts", 5)),
+        backoff_seconds=int(data.get("backoff_seconds", 2)),
+        started_at=when("started_at"),
+        finished_at=when("finished_at"),
+        result=loads("result"),
+        error=loads("error"),
+        idempotency_key=data.get("idempotency_key"),
+        correlation_id=data.get("correlation_id", ""),
+    )
+
+
+class JobStore:
+    def __init__(self, ddb: Any, table: str, clock: Clock = utcnow, retention: Retention | None = None) -> None:
+        self._ddb = ddb
+        self._table = table
+        self._clock = clock
+        self._retention = retention or Retention()
+
+    # --- create and read -------------------------------------------------------------------
+
+    def create(self, job: Job) -> tuple[Job, bool]:
+        """Write a new job; with an idempotency key or a fixed id, return (existing, False) instead.
+
+        The job and its idempotency key are written in one transaction, each only if absent.
+        """
+        item = _job_to_item(job)
+        writes: list[dict[str, Any]] = [
+            {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+        ]
+        if job.idempotency_key is not None:
+            writes.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item(
+                            {
+                                "pk": f"IDEM#{job.org_id}#{job.idempotency_key}",
+                                "sk": "IDEM",
+                                "job_id": job.job_id,
+                                "created_at": iso(job.created_at),
+                            }
+                        ),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+        try:
+            if len(writes) == 1:
+                self._ddb.put_item(**writes[0]["Put"])
+            else:
+                self._ddb.transact_write_items(TransactItems=writes)
+        except ClientError as err:
+            if not is_condition_failure(err):
+                raise
+            existing = self._existing_for(job, cancellation_reasons(err))
+            if existing is None:
+                raise
+            return existing, False
+        return job, True
+
+    def _existing_for(self, job: Job, reasons: list[str]) -> Job | None:
+        if job.idempotency_key is not None and (not reasons or reasons[-1] == "ConditionalCheckFailed"):
+            got = self._ddb.get_item(
+                TableName=self._table,
+                Key=to_item({"pk": f"IDEM#{job.org_id}#{job.idempotency_key}", "sk": "IDEM"}),
+                ConsistentRead=True,
+            ).get("Item")
+            if got:
+                return self.get(job.org_id, from_item(got)["job_id"])
+        return self.get(job.org_id, job.job_id)
+
+    def delete(self, job: Job) -> None:
+        """Undo `create` (the message could not be sent): the request failed, nothing remains."""
+        writes = [{"Delete": {"TableName": self._table, "Key": to_item({"pk": job_pk(job.org_id, job.job_id), "sk": JOB_SK})}}]
+        if job.idempotency_key is not None:
+            writes.append(
+                {"Delete": {"TableName": self._table, "Key": to_item({"pk": f"IDEM#{job.org_id}#{job.idempotency_key}", "sk": "IDEM"})}}
+            )
+        self._ddb.transact_write_items(TransactItems=writes)
+
+    def get(self, org_id: str, job_id: str) -> Job | None:
+        """The job with its delivery log (one query over the job's own partition)."""
+        response = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=values(pk=job_pk(org_id, job_id)),
+            ConsistentRead=True,
+        )
+        job: Job | None = None
+        deliveries: list[dict[str, Any]] = []
+        for item in response.get("Items", []):
+            sk = item["sk"]["S"]
+            if sk == JOB_SK:
+                job = _job_from_item(item)
+            elif sk.startswith("DELIVERY#"):
+                record = from_item(item)
+                deliveries.append(json.loads(record["record"]))
+        if job is not None:
+            job.deliveries = deliveries
+        return job
+
+    def list(
+        self,
+        org_id: str,
+        *,
+        status: str | None = None,
+        job_type: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """Newest first. Filters apply server-side; pages are filled up to `limit`."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :g",
+            "ScanIndexForward": False,
+        }
+        names: dict[str, str] = {}
+        filters: list[str] = []
+        vals: dict[str, Any] = {"g": org_jobs_pk(org_id)}
+        if status:
+            filters.append("#s = :s")
+            names["#s"] = "status"
+            vals["s"] = status
+        if job_type:
+            filters.append("#t = :t")
+            names["#t"] = "type"
+            vals["t"] = job_type
+        if filters:
+            query["FilterExpression"] = " AND ".join(filters)
+            query["ExpressionAttributeNames"] = names
+        query["ExpressionAttributeValues"] = values(**vals)
+        start: dict[str, Any] | None = None
+        if cursor:
+            try:
+                start = decode_cursor(cursor)
+            except ValueError:
+                raise BadCursor(cursor) from None
+            if start.get("gsi1pk", {}).get("S") != org_jobs_pk(org_id) or set(start) != {"pk", "sk", "gsi1pk", "gsi1sk"}:
+                raise BadCursor(cursor)
+        jobs: list[Job] = []
+        while True:
+            page = dict(query, Limit=max(limit - len(jobs), 1) if not filters else 100)
+            if start:
+                page["ExclusiveStartKey"] = start
+            response = self._ddb.query(**page)
+            for item in response.get("Items", []):
+                jobs.append(_job_from_item(item))
+                if len(jobs) == limit:
+                    last = item
+                    return jobs, encode_cursor(
+                        {k: last[k] for k in ("pk", "sk", "gsi1pk", "gsi1sk")}
+                    )
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return jobs, None
+
+    # --- transitions -----------------------------------------------------------------------
+
+    def _update(self, org_id: str, job_id: str, update: str, condition: str, **vals: Any) -> Job | None:
+        try:
+            response = self._ddb.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": job_pk(org_id, job_id), "sk": JOB_SK}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={k: v for k, v in _NAMES.items() if k in update},
+                ExpressionAttributeValues=values(**vals),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as err:
+            if is_condition_failure(err):
+                return None
+            raise
+        return _job_from_item(response["Attributes"])
+
+    def begin_attempt(self, org_id: str, job_id: str, lease_s: int) -> Job | None:
+        """Make the job `active` for one more attempt, or None when it must not run now.
+
+        A job runs from scheduled/queued/failed, or from `active` whose lease ran out (the worker
+        that held it crashed or timed out). Never from a final status: a cancelled job never runs.
+        """
+        now = self._clock()
+        return self._update(
+            org_id,
+            job_id,
+            "SET #s = :active, attempts = attempts + :one, started_at = :now, lease_until = :lease, updated_at = :now",
+            "attribute_exists(pk) AND (#s IN (:scheduled, :queued, :failed) OR (#s = :active AND lease_until < :epoch))",
+            active="active",
+            one=1,
+            now=iso(now),
+            lease=int(now.timestamp()) + lease_s,
+            epoch=int(now.timestamp()),
+            scheduled="scheduled",
+            queued="queued",
+            failed="failed",
+        )
+
+    def _finish(self, job: Job, status: str, days: int, result: Any, error: Any) -> Job | None:
+        now = self._clock()
+        return self._update(
+            job.org_id,
+            job.job_id,
+            "SET #s = :status, #r = :result, #e = :error, finished_at = :now, updated_at = :now, "
+            "expires_at = :exp REMOVE lease_until",
+            "#s = :active AND attempts = :attempts",
+            status=status,
+            result=json.dumps(result),
+            error=json.dumps(error),
+            now=iso(now),
+            exp=int((now + timedelta(days=days)).timestamp()),
+            active="active",
+            attempts=job.attempts,
+        )
+
+    def complete(self, job: Job, result: dict[str, Any] | None) -> Job | None:
+        return self._finish(job, "completed", self._retention.completed_days, result, None)
+
+    def kill(self, job: Job, error: dict[str, Any]) -> Job | None:
+        return self._finish(job, "dead", self._retention.dead_days, None, error)
+
+    def mark_failed(self, job: Job, error: dict[str, Any], retry_at: datetime) -> Job | None:
+        """An attempt failed and another will follow at `retry_at`."""
+        return self._update(
+            job.org_id,
+            job.job_id,
+            "SET #s = :failed, #e = :error, run_at = :retry, updated_at = :now REMOVE lease_until",
+            "#s = :active AND attempts = :attempts",
+            failed="failed",
+            error=json.dumps(error),
+            retry=iso(retry_at),
+            now=iso(self._clock()),
+            active="active",
+            attempts=job.attempts,
+        )
+
+    def cancel(self, org_id: str, job_id: str) -> Job:
+        """Cancel a scheduled or queued job. NotFound, or Conflict when it is active or final."""
+        now = self._clock()
+        job = self._update(
+            org_id,
+            job_id,
+            "SET #s = :cancelled, finished_at = :now, updated_at = :now, expires_at = :exp",
+            "#s IN (:scheduled, :queued)",
+            cancelled="cancelled",
+            now=iso(now),
+            exp=int((now + timedelta(days=self._retention.completed_days)).timestamp()),
+            scheduled="scheduled",
+            queued="queued",
+        )
+        if job is not None:
+            return job
+        existing = self.get(org_id, job_id)
+        if existing is None:
+            raise NotFound(job_id)
+        raise Conflict(existing)
+
+    def cancel_if_pending(self, org_id: str, job_id: str) -> bool:
+        try:
+            self.cancel(org_id, job_id)
+        except (NotFound, Conflict):
+            return False
+        return True
+
+    def requeue(self, org_id: str, job_id: str) -> Job | None:
+        """Reset a dead job for a redrive: it runs again from attempt 1."""
+        now = self._clock()
+        return self._update(
+            org_id,
+            job_id,
+            "SET #s = :queued, attempts = :zero, run_at = :now, updated_at = :now "
+            "REMOVE finished_at, expires_at, lease_until",
+            "#s = :dead",
+            queued="queued",
+            zero=0,
+            now=iso(now),
+            dead="dead",
+        )
+
+    def add_delivery(self, job: Job, attempt_key: str, record: dict[str, Any]) -> None:
+        """Append to the job's delivery log (one item per attempt key, in the job's partition)."""
+        self._ddb.put_item(
+            TableName=self._table,
+            Item=to_item(
+                {
+                    "pk": job_pk(job.org_id, job.job_id),
+                    "sk": f"DELIVERY#{attempt_key}",
+                    "record": json.dumps(record, separators=(",", ":")),
+                    "expires_at": int((self._clock() + timedelta(days=self._retention.dead_days)).timestamp()),
+                }
+            ),
+        )
+
+
+def is_pending(job: Job) -> bool:
+    return job.status in PENDING

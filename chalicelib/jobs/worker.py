@@ -1,0 +1,206 @@
+"""The worker: what happens to one job message, and the batch loop around it.
+
+For every message the outcome is one of: done (acknowledged), retried (made visible again after
+an exponential backoff with jitter, reported as a batch item failure), or dead (the job record
+says why, the message goes to the DLQ and the ledger). Handlers run at most once per attempt:
+a job runs only after a conditional write made it `active`, so a redelivered message for a
+completed or cancelled job, or a duplicate delivered while it runs, does nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from chalicelib.clock import Clock, utcnow
+from chalicelib.config import Settings
+from chalicelib.errors import FatalError, JobError
+from chalicelib.jobs.ledger import DeadLetterLedger
+from chalicelib.jobs.model import Envelope, EnvelopeError, Job
+from chalicelib.jobs.queue import JobQueue
+from chalicelib.jobs.store import JobStore
+from chalicelib.observability import NAMESPACE, logger, metrics
+
+MAX_ENVELOPE_BYTES = 4096
+# A message may arrive a little before run_at (visibility rounding); closer than this runs now.
+EARLY_TOLERANCE_S = 1.0
+MAX_BACKOFF_S = 43_200
+
+Handler = Callable[[Job], "dict[str, Any] | None"]
+
+
+class RetryLater(Exception):
+    """Raised to Powertools so the record is reported as a batch item failure."""
+
+
+@dataclass
+class Outcome:
+    status: str  # completed | retry | dead | skipped | deferred
+    job_id: str | None = None
+
+
+def backoff_seconds(base: int, attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with 'equal jitter': half fixed, half random, capped by SQS's limit."""
+    ceiling = min(MAX_BACKOFF_S, base * 2 ** max(attempt - 1, 0))
+    return ceiling / 2 + rng() * ceiling / 2
+
+
+class Worker:
+    def __init__(
+        self,
+        store: JobStore,
+        queue: JobQueue,
+        ledger: DeadLetterLedger,
+        handlers: Mapping[str, Handler],
+        settings: Settings,
+        clock: Clock = utcnow,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._ledger = ledger
+        self._handlers = handlers
+        self._settings = settings
+        self._clock = clock
+        self._rng = rng
+
+    def handle_batch(self, event: dict[str, Any], context: Any, priority: str) -> dict[str, Any]:
+        """The SQS Lambda entry point: a partial batch response (ReportBatchItemFailures)."""
+        # A fully failed batch must stay a partial response naming every failed message, not
+        # an exception that makes SQS retry the batch as a whole.
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        return process_partial_response(
+            event=event,
+            record_handler=lambda record: self.process(record, priority),
+            processor=processor,
+            context=context,
+        )
+
+    def process(self, record: SQSRecord, priority: str) -> Outcome:
+        body = record.body or ""
+        try:
+            if len(body.encode()) > MAX_ENVELOPE_BYTES:
+                raise EnvelopeError("oversized_envelope", f"the message body is over {MAX_ENVELOPE_BYTES} bytes")
+            envelope = Envelope.from_json(body)
+        except EnvelopeError as err:
+            self._dead_letter_poison(record, priority, err.code, str(err))
+            return Outcome("dead")
+        logger.append_keys(job_id=envelope.job_id, org_id=envelope.org_id, correlation_id=envelope.correlation_id)
+        try:
+            return self._process(envelope, record, priority)
+        finally:
+            logger.remove_keys(["job_id", "org_id", "correlation_id"])
+
+    def _process(self, envelope: Envelope, record: SQSRecord, priority: str) -> Outcome:
+        job = self._store.get(envelope.org_id, envelope.job_id)
+        if job is None:
+            # Unknown in that org: forged, wrong-org, or expired long ago. Never runs.
+            self._dead_letter_poison(record, priority, "job_not_found", "no such job in the envelope's organization")
+            return Outcome("dead")
+        if job.type != envelope.type:
+            self._dead_letter_poison(record, priority, "envelope_mismatch", "the envelope's type is not the job's")
+            return Outcome("dead")
+        if job.is_final:
+            logger.info("job already final: message dropped", extra={"status": job.status})
+            return Outcome("skipped", job.job_id)
+        now = self._clock()
+        if job.status != "failed" and (job.run_at - now).total_seconds() > EARLY_TOLERANCE_S:
+            # A long delay travels in hops of at most 900 s (SQS's cap): send the next hop.
+            self._queue.send(job)
+            logger.info("job not due yet: next hop sent", extra={"run_at": job.run_at.isoformat()})
+            return Outcome("deferred", job.job_id)
+        started = self._store.begin_attempt(job.org_id, job.job_id, lease_s=self._settings.worker_timeout_s + 30)
+        if started is None:
+            logger.info("job not startable (cancelled, final or running elsewhere): message dropped")
+            return Outcome("skipped", job.job_id)
+        return self._run(started, record, priority)
+
+    def _run(self, job: Job, record: SQSRecord, priority: str) -> Outcome:
+        handler = self._handlers.get(job.type)
+        try:
+            if handler is None:
+                raise FatalError("unknown_job_type", f"no handler for job type {job.type!r}")
+            result = handler(job)
+        except JobError as err:
+            return self._failed(job, record, priority, err)
+        except Exception as err:  # a bug or an outage we did not foresee: retry, keep the trace
+            logger.exception("handler raised")
+            error = JobError("internal_error", f"{type(err).__name__}: {err}"[:500])
+            return self._failed(job, record, priority, error)
+        if self._store.complete(job, result) is None:
+            logger.warning("job changed while it ran; result not recorded")
+        else:
+            self._count("JobsCompleted", job)
+            latency = (self._clock() - job.created_at).total_seconds() * 1000
+            metrics.add_metric(name="JobLatency", unit=MetricUnit.Milliseconds, value=latency)
+        logger.info("job completed", extra={"attempts": job.attempts})
+        return Outcome("completed", job.job_id)
+
+    def _failed(self, job: Job, record: SQSRecord, priority: str, err: JobError) -> Outcome:
+        error = err.as_dict()
+        if not err.retryable or job.attempts >= job.max_attempts:
+            if err.retryable:
+                error["message"] = f"{err.message} (gave up after {job.attempts} attempts)"
+            self._kill(job, record, priority, error)
+            return Outcome("dead", job.job_id)
+        delay = getattr(err, "retry_after", None)
+        if delay is None:
+            delay = backoff_seconds(job.backoff_seconds, job.attempts, self._rng)
+        delay = min(float(delay), MAX_BACKOFF_S)
+        self._store.mark_failed(job, error, self._clock() + timedelta(seconds=delay))
+        self._queue.retry_after(priority, record.receipt_handle, delay)
+        self._count("JobsFailed", job)
+        logger.warning("attempt failed, retrying", extra={"error": error, "retry_in_s": round(delay, 1)})
+        raise RetryLater(err.code)
+
+    def _kill(self, job: Job, record: SQSRecord, priority: str, error: dict[str, Any]) -> None:
+        # Record first: once the job is `dead`, no redelivery can run it again.
+        if self._store.kill(job, error) is None:
+            logger.warning("job changed while it ran (lease taken over); not dead-lettered")
+            return
+        self._queue.dead_letter(
+            priority,
+            record.body,
+            {"job_id": job.job_id, "org_id": job.org_id, "type": job.type, "error_code": str(error["code"])},
+        )
+        self._ledger.record(
+            self._settings.queue_name(priority),
+            org_id=job.org_id,
+            job_id=job.job_id,
+            job_type=job.type,
+            attempts=job.attempts,
+            error=error,
+        )
+        self._count("JobsDead", job)
+        logger.error("job dead", extra={"error": error, "attempts": job.attempts})
+
+    def _dead_letter_poison(self, record: SQSRecord, priority: str, code: str, message: str) -> None:
+        """A message that is not a runnable job: straight to the DLQ with the reason attached."""
+        attributes = record.message_attributes
+        self._queue.dead_letter(
+            priority,
+            record.body or "",
+            {
+                "error_code": code,
+                "error_message": message,
+                "org_id": (attributes.get("org_id") or {}).get("stringValue") or "" if attributes else "",
+            },
+        )
+        metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=1)
+        logger.error("poison message dead-lettered", extra={"error_code": code, "reason": message})
+
+    def _count(self, name: str, job: Job) -> None:
+        count(name, job.type)
+
+
+def count(name: str, job_type: str) -> None:
+    """A count by job type: its own EMF blob, so types in one batch do not mix dimensions."""
+    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="type", value=job_type)

@@ -1,0 +1,80 @@
+"""The composition root: builds the service's objects from settings and AWS clients, once.
+
+Nothing is built at import time; the first call in a container builds what it needs. Tests swap
+the whole graph with `use(...)` or reset it with `reset()`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import aws
+from chalicelib.auth import TokenStore
+from chalicelib.config import Settings, settings
+from chalicelib.jobs.ledger import DeadLetterLedger
+from chalicelib.jobs.queue import JobQueue
+from chalicelib.jobs.service import JobService
+from chalicelib.jobs.store import JobStore, Retention
+from chalicelib.jobs.worker import Worker
+from chalicelib.orgs import OrgStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: JobStore
+    queue: JobQueue
+    jobs: JobService
+    tokens: TokenStore
+    orgs: OrgStore
+    ledger: DeadLetterLedger
+    ddb: Any
+    sqs: Any
+
+    @functools.cached_property
+    def worker(self) -> Worker:
+        from chalicelib.handlers import build_handlers
+
+        return Worker(self.store, self.queue, self.ledger, build_handlers(self), self.settings)
+
+
+def build(config: Settings | None = None) -> Services:
+    config = config or settings()
+    ddb = aws.client("dynamodb")
+    sqs = aws.client("sqs")
+    store = JobStore(ddb, config.table_name, retention=Retention(config.completed_retention_days, config.dead_retention_days))
+    queue = JobQueue(sqs, config)
+    return Services(
+        settings=config,
+        store=store,
+        queue=queue,
+        jobs=JobService(store, queue),
+        tokens=TokenStore(ddb, config.table_name),
+        orgs=OrgStore(ddb, config.table_name),
+        ledger=DeadLetterLedger(ddb, config.table_name),
+        ddb=ddb,
+        sqs=sqs,
+    )
+
+
+_current: Services | None = None
+
+
+def services() -> Services:
+    global _current
+    if _current is None:
+        _current = build()
+    return _current
+
+
+def use(replacement: Services | None) -> None:
+    global _current
+    _current = replacement
+
+
+def reset() -> None:
+    use(None)
+    aws.reset()
+    settings.cache_clear()
