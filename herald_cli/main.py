@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_options(parser, with_org=True)
     parser.set_defaults(timeout=30.0)
     parser.add_argument("--version", action="version", version=f"herald {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, help="what to do"
+    )
 
     def leaf(
         group: Any,
@@ -351,11 +353,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--org", dest="org_id", metavar="ORG", help="only this organization's"
+        "--org",
+        dest="org_id",
+        metavar="ORG",
+        help="only dead letters of this organization (org_id)",
     )
-    parser.add_argument("--type", metavar="TYPE", help="only jobs of this type")
     parser.add_argument(
-        "--error-code", metavar="CODE", help="only those whose last error has this code"
+        "--type", metavar="TYPE", help="only dead letters of this job type"
+    )
+    parser.add_argument(
+        "--error-code",
+        metavar="CODE",
+        help="only dead letters whose last error has this code",
     )
 
 

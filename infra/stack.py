@@ -9,6 +9,7 @@ Run with the app venv's Python. The local cloud must be up (`python localstack/c
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -143,16 +144,35 @@ def seed(api_url: str) -> dict[str, Any]:
     return stack
 
 
-def deploy(stage: str = "local") -> dict[str, Any]:
+def code_fingerprint() -> str:
+    """What a deployment depends on: a rerun of `make up` with none of it changed skips chalice."""
+    digest = hashlib.sha256()
+    files = [ROOT / "app.py", ROOT / "requirements.txt", ROOT / ".chalice" / "config.json"]
+    files += sorted(p for p in (ROOT / "chalicelib").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files += sorted((ROOT / ".chalice").glob("policy-*.json")) + sorted((ROOT / "infra").glob("*.py"))
+    for path in files:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    boot = STATE / "run" / "boot-id"
+    digest.update(boot.read_bytes() if boot.exists() else b"")
+    return digest.hexdigest()[:16]
+
+
+def deploy(stage: str = "local", force: bool = True) -> dict[str, Any]:
     os.environ.update(local_env())
     sys.path.insert(0, str(ROOT))
     from infra.apply import apply
 
+    marker = STATE / "run" / f"deployed-code-{stage}"
+    fingerprint = code_fingerprint()
+    if not force and STACK_FILE.exists() and marker.exists() and marker.read_text() == fingerprint:
+        say("nothing changed since the last deploy: reusing it (make up --force-deploy: FORCE=1)")
+        return dict(json.loads(STACK_FILE.read_text()))
     apply(stage, {"VisibilityTimeoutSeconds": 6 * WORKER_TIMEOUT_S}, log=say)
     deployed = chalice_deploy(stage)
     api_url = post_deploy(deployed)
     stack = seed(api_url)
     say(f"seeded {len(DEMO_ORGS)} demo organizations")
+    marker.write_text(fingerprint)
     return stack
 
 
@@ -171,9 +191,10 @@ def show(stack: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["deploy", "info"])
+    parser.add_argument("--if-changed", action="store_true", help="skip when code and cloud are as last deployed")
     args = parser.parse_args(argv)
     if args.command == "deploy":
-        show(deploy())
+        show(deploy(force=not args.if_changed))
     elif STACK_FILE.exists():
         show(json.loads(STACK_FILE.read_text()))
     else:

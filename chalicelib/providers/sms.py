@@ -251,7 +251,9 @@ class SnsSmsProvider:
         except (ClientError, BotoCoreError) as exc:
             error = _classify_aws_error("sns", exc)
             _log_failed(self.name, to, error)
-            raise error from exc
+            # from None: SNS (and LocalStack) quote the raw number in their messages; the scrubbed
+            # code and message above are all a worker needs.
+            raise error from None
         message_id = str(response.get("MessageId") or "")
         if not message_id:
             error = RetryableError("sns_bad_response", "SNS accepted the request but returned no MessageId")

@@ -298,9 +298,10 @@ def test_stack_json_is_found_in_a_parent_directory(tmp_path: Path) -> None:
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
     assert find_stack_file(deep) == stack
-    assert (
-        find_stack_file(tmp_path.parent / "elsewhere") is None or True
-    )  # no crash outside
+    lonely = tmp_path / "no-stack-here"
+    lonely.mkdir()
+    stack.unlink()
+    assert find_stack_file(lonely) is None
 
 
 def test_stack_json_gives_url_and_operator_token_by_default(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 Everything a test creates is deleted by the factory that created it, so tests can run against a
 long-lived local cloud without leaving functions, queues or event source mappings behind.
+``local_cloud`` comes from tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import textwrap
 import time
 import uuid
@@ -17,49 +17,12 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "integration: needs the local cloud (LocalStack)")
-
-
-# --- TEMPORARY fallback, until tests/conftest.py provides `local_cloud` (the lead's fixture). ---
-# Defined only when tests/conftest.py has no `local_cloud`: a fixture here would otherwise shadow
-# the project's one. It does not start anything; it expects a running stack
-# (`python localstack/cloud.py up`), on HERALD_LOCALSTACK_PORT (default 4566).
-_PROJECT_CONFTEST = Path(__file__).resolve().parents[2] / "conftest.py"
-if not (_PROJECT_CONFTEST.exists() and "def local_cloud" in _PROJECT_CONFTEST.read_text()):
-
-    @dataclass
-    class _LocalCloud:
-        endpoint: str
-
-        def client(self, service_name: str) -> Any:
-            return boto3.client(
-                service_name,
-                endpoint_url=self.endpoint,
-                region_name="us-east-1",
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-            )
-
-    @pytest.fixture(scope="session")
-    def local_cloud() -> _LocalCloud:
-        import urllib.request
-
-        endpoint = f"http://127.0.0.1:{os.environ.get('HERALD_LOCALSTACK_PORT', '4566')}"
-        try:
-            urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=3).read()
-        except OSError as e:
-            pytest.fail(f"No LocalStack at {endpoint} ({e}): run `python localstack/cloud.py up`")
-        return _LocalCloud(endpoint)
 
 
 # --- helpers ------------------------------------------------------------------------------------
