@@ -2,9 +2,10 @@
 
 from chalice import Chalice
 
-from chalicelib.api import jobs
+from chalicelib.api import admin, alerts, jobs
 from chalicelib.api.wiring import health_response, openapi_response, serve, static_response, worker_batch
 from chalicelib.config import queue_name, stage_from_env
+from chalicelib.ops.redrive import REDRIVE_FUNCTION, handle_invocation
 
 app = Chalice(app_name="herald")
 STAGE = stage_from_env()
@@ -57,6 +58,49 @@ def get_webhook_secret():
 @app.route("/v1/webhook-secret/rotate", methods=["POST"], content_types=ANY_BODY)
 def rotate_webhook_secret():
     return serve(app.current_request, jobs.rotate_webhook_secret, role="admin")
+
+
+# --- alerts and escalations -----------------------------------------------------------------
+@app.route("/v1/alerts/{alert_id}/notify", methods=["POST"], content_types=ANY_BODY)
+def notify_alert(alert_id):
+    return serve(app.current_request, alerts.notify)
+
+
+@app.route("/v1/incidents/{incident_id}/escalations", methods=["POST"], content_types=ANY_BODY)
+def create_escalation(incident_id):
+    return serve(app.current_request, alerts.create_escalation)
+
+
+@app.route("/v1/incidents/{incident_id}/escalations", methods=["DELETE"])
+def acknowledge_incident(incident_id):
+    return serve(app.current_request, alerts.acknowledge)
+
+
+# --- operations -----------------------------------------------------------------------------
+@app.route("/v1/admin/queues", methods=["GET"])
+def admin_queues():
+    return serve(app.current_request, admin.queues, role="admin")
+
+
+@app.route("/v1/admin/queues/{name}/dead-letters", methods=["GET"])
+def admin_dead_letters(name):
+    return serve(app.current_request, admin.dead_letters, role="admin")
+
+
+@app.route("/v1/admin/queues/{name}/redrive", methods=["POST"], content_types=ANY_BODY)
+def admin_start_redrive(name):
+    return serve(app.current_request, admin.start_redrive, role="admin")
+
+
+@app.route("/v1/admin/queues/{name}/redrive/{redrive_id}", methods=["GET"])
+def admin_get_redrive(name, redrive_id):
+    return serve(app.current_request, admin.get_redrive, role="admin")
+
+
+# Redrives run here, invoked asynchronously by the API and by themselves, chunk after chunk.
+@app.lambda_function(name=REDRIVE_FUNCTION)
+def redrive_worker(event, context):
+    return handle_invocation(event, context)
 
 
 # --- workers: one per priority queue, so critical work never waits behind a backlog ---------

@@ -73,6 +73,14 @@ class Settings:
     dead_retention_days: int
     sms_rate_window_s: int
     api_rate_per_minute: int
+    # Per-provider SMS throughput caps (messages per second, shared by every Lambda), and the
+    # retry policy of alert and escalation jobs (the seed design's numbers by default).
+    sms_per_second_sns: int = 20
+    sms_per_second_telnyx: int = 1
+    alert_max_attempts: int = 5
+    alert_backoff_s: int = 2
+    escalation_max_attempts: int = 3
+    escalation_backoff_s: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,10 +100,20 @@ class Settings:
             dead_retention_days=_int(env, "HERALD_DEAD_RETENTION_DAYS", 30, 1, 365),
             sms_rate_window_s=_int(env, "HERALD_SMS_RATE_WINDOW_S", 900, 0, 86400),
             api_rate_per_minute=_int(env, "HERALD_API_RATE_PER_MINUTE", 600, 1, 1_000_000),
+            sms_per_second_sns=_int(env, "HERALD_SMS_PER_SECOND_SNS", 20, 1, 100_000),
+            sms_per_second_telnyx=_int(env, "HERALD_SMS_PER_SECOND_TELNYX", 1, 1, 100_000),
+            alert_max_attempts=_int(env, "HERALD_ALERT_MAX_ATTEMPTS", 5, 1, 10),
+            alert_backoff_s=_int(env, "HERALD_ALERT_BACKOFF_S", 2, 1, 3600),
+            escalation_max_attempts=_int(env, "HERALD_ESCALATION_MAX_ATTEMPTS", 3, 1, 10),
+            escalation_backoff_s=_int(env, "HERALD_ESCALATION_BACKOFF_S", 5, 1, 3600),
         )
 
     def queue_name(self, priority: str) -> str:
         return queue_name(self.stage, priority)
+
+    def sms_per_second(self, provider: str) -> int:
+        """The throughput cap of an SMS provider ("sns", "telnyx"); unknown ones get SNS's."""
+        return self.sms_per_second_telnyx if provider == "telnyx" else self.sms_per_second_sns
 
     def dlq_name(self, priority: str) -> str:
         return dlq_name(self.stage, priority)

@@ -8,11 +8,16 @@ A job handler signals what should happen to its message by what it raises:
                            ``Retry-After`` header);
 * ``FatalError``        -> no retry can help: the job is ``dead`` at once;
 * anything else         -> treated as retryable (an unexpected bug may be transient).
+
+A handler that must not run *yet* (quiet hours, a provider's throughput cap) raises ``Deferred``:
+the job goes back to ``scheduled`` at ``run_at``, and the attempt is not counted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 
 class JobError(Exception):
@@ -39,6 +44,20 @@ class RetryableError(JobError):
 
 class FatalError(JobError):
     retryable = False
+
+
+class Deferred(Exception):
+    """Not now: run the job again at `run_at` (not an error, and not a counted attempt).
+
+    `decision`, when given, is recorded on the job (`result.deferred` while it waits, and
+    `meta.deferral` for the handler's next run), so a client can see why it is scheduled.
+    """
+
+    def __init__(self, run_at: datetime, reason: str, decision: dict[str, Any] | None = None) -> None:
+        super().__init__(f"deferred until {run_at.isoformat()}: {reason}")
+        self.run_at = run_at
+        self.reason = reason
+        self.decision = decision
 
 
 @dataclass(frozen=True)

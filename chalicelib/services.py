@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import aws
 from chalicelib.auth import TokenStore
@@ -19,6 +19,10 @@ from chalicelib.jobs.service import JobService
 from chalicelib.jobs.store import JobStore, Retention
 from chalicelib.jobs.worker import Worker
 from chalicelib.orgs import OrgStore
+
+if TYPE_CHECKING:
+    from chalicelib.ops.dlq import QueueOps
+    from chalicelib.ops.redrive import RedriveService
 
 
 @dataclass
@@ -38,6 +42,27 @@ class Services:
         from chalicelib.handlers import build_handlers
 
         return Worker(self.store, self.queue, self.ledger, build_handlers(self), self.settings)
+
+    @functools.cached_property
+    def queue_ops(self) -> QueueOps:
+        from chalicelib.ops.dlq import QueueOps
+
+        return QueueOps(self.sqs, self.queue, self.ledger, self.settings, lambda: aws.client("cloudwatch"))
+
+    @functools.cached_property
+    def redrives(self) -> RedriveService:
+        from chalicelib.ops import redrive
+        from chalicelib.ops.records import RedriveStore
+
+        return redrive.RedriveService(
+            RedriveStore(self.ddb, self.settings.table_name),
+            self.store,
+            self.queue,
+            self.ledger,
+            self.queue_ops,
+            self.sqs,
+            redrive.lambda_invoker(lambda: aws.client("lambda"), redrive.function_name(self.settings.stage)),
+        )
 
 
 def build(config: Settings | None = None) -> Services:

@@ -70,9 +70,7 @@ class UrllibTransport:
         body: bytes | None,
         timeout: float,
     ) -> HttpResponse:
-        request = urllib.request.Request(
-            url, data=body, method=method, headers=dict(headers)
-        )
+        request = urllib.request.Request(url, data=body, method=method, headers=dict(headers))
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return HttpResponse(status=response.status, body=response.read())
@@ -101,9 +99,7 @@ class ApiClient:
     def url(self, path: str, query: Mapping[str, object | None] | None = None) -> str:
         url = self.base_url + path
         params = {
-            k: str(v).lower() if isinstance(v, bool) else str(v)
-            for k, v in (query or {}).items()
-            if v is not None
+            k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (query or {}).items() if v is not None
         }
         if params:
             url += "?" + urllib.parse.urlencode(params)
@@ -132,14 +128,10 @@ class ApiClient:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        response = self.transport(
-            method, self.url(path, query), headers, data, self.timeout
-        )
+        response = self.transport(method, self.url(path, query), headers, data, self.timeout)
         decoded, parsed = _decode(response.body)
         if response.status >= 400 and response.status not in accept_statuses:
-            raise _error_from(
-                response.status, decoded if parsed else None, response.body
-            )
+            raise _error_from(response.status, decoded if parsed else None, response.body)
         if not parsed:
             raise ApiError(
                 response.status,
@@ -189,7 +181,5 @@ def _error_from(status: int, payload: Any, raw: bytes) -> ApiError:
                 return ApiError(status, f"http_{status}", payload[key])
     text = raw.decode("utf-8", "replace").strip()
     reason = http.client.responses.get(status, "error")
-    message = f"HTTP {status} {reason}" + (
-        f": {text[:200]}" if text and len(text) < 200 else ""
-    )
+    message = f"HTTP {status} {reason}" + (f": {text[:200]}" if text and len(text) < 200 else "")
     return ApiError(status, f"http_{status}", message)

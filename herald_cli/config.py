@@ -3,8 +3,9 @@
 Precedence, first match wins:
 
 * API URL: ``--api-url`` > ``HERALD_API_URL`` > ``api_url`` in ``.herald/stack.json``.
-* Token: ``--token`` > ``--org ORG`` (that organization's admin token from stack.json) >
-  ``HERALD_TOKEN`` > ``operator_token`` in stack.json.
+* Token: ``--token`` > ``--org ORG``'s admin token from stack.json (when it lists one) >
+  ``HERALD_TOKEN`` > ``operator_token`` in stack.json. ``--org`` also names the organization
+  the commands act on (``org_id``), which is what the operator token needs.
 
 stack.json is the file ``make up`` leaves in the project root; it is looked up in the current
 directory and then in each parent, unless ``--stack FILE`` names one.
@@ -68,9 +69,7 @@ def load_stack(path: Path) -> Stack:
     if isinstance(raw_tokens, dict):
         for org, roles in raw_tokens.items():
             if isinstance(roles, dict):
-                tokens[str(org)] = {
-                    str(k): str(v) for k, v in roles.items() if isinstance(v, str)
-                }
+                tokens[str(org)] = {str(k): str(v) for k, v in roles.items() if isinstance(v, str)}
     return Stack(
         path=path,
         api_url=_str_or_none(raw.get("api_url")),
@@ -109,27 +108,26 @@ def resolve_settings(
             "whose .herald/stack.json was written by `make up`"
         )
 
+    admin = stack.tokens.get(org, {}).get("admin") if org and stack else None
     chosen: str | None
     if token:
         chosen, source = token, "--token"
-    elif org:
-        if stack is None:
-            raise ConfigError(
-                "--org picks a token from .herald/stack.json, but none was found"
-            )
-        roles = stack.tokens.get(org)
-        if not roles or not roles.get("admin"):
-            known = ", ".join(sorted(stack.tokens)) or "none"
-            raise ConfigError(
-                f"no admin token for org {org!r} in {stack.path} (orgs: {known})"
-            )
-        chosen, source = roles["admin"], f"admin token of {org} ({stack.path})"
+    elif admin:
+        chosen, source = admin, f"the admin token of {org} in {stack.path if stack else ''}"
     elif env.get(ENV_TOKEN):
         chosen, source = env[ENV_TOKEN], ENV_TOKEN
     elif stack is not None and stack.operator_token:
-        chosen, source = stack.operator_token, f"operator token ({stack.path})"
+        chosen, source = stack.operator_token, f"the operator token in {stack.path}"
     else:
-        chosen, source = None, "none"
+        chosen, source = None, "nowhere"
+    if org and chosen is None:
+        known = ", ".join(sorted(stack.tokens)) if stack else ""
+        where = (
+            f"{stack.path} has no admin token for it (orgs: {known or 'none'})"
+            if stack
+            else ("no .herald/stack.json was found")
+        )
+        raise ConfigError(f"no token for org {org!r}: {where}; pass --token or set HERALD_TOKEN")
 
     return Settings(
         api_url=url.rstrip("/"),

@@ -59,22 +59,23 @@ MAX_PAGES = 10_000
 
 EPILOG = """\
 examples:
-  herald status                               health and queue depths
-  herald jobs list --status dead --limit 50   the 50 newest dead jobs
-  herald jobs show 'incident:INC-7:level:1:repeat:0'
-  herald dlq list                             dead letters per queue
+  herald status                                 health and queue depths
+  herald dlq list                               dead letters per queue
   herald dlq peek QUEUE --error-code provider_timeout
   herald dlq redrive QUEUE --org acme --dry-run
   herald dlq redrive QUEUE --max-per-second 50
-  herald --org acme digests run daily         as acme's admin
-  herald jobs list --all --json | jq -r '.items[].job_id'
+  herald jobs list --org acme --status dead     acme's dead jobs, newest first
+  herald jobs show JOB_ID --org acme
+  herald digests run daily --org acme
+  herald jobs list --org acme --all --json | jq -r '.items[].job_id'
 
 configuration (first match wins):
   API URL  --api-url, then $HERALD_API_URL, then "api_url" in .herald/stack.json
-  token    --token, then --org ORG (that organization's admin token in stack.json),
-           then $HERALD_TOKEN, then "operator_token" in stack.json
-  stack.json is the file `make up` writes; it is searched for in the current directory
-  and its parents (or name one with --stack FILE).
+  token    --token, then the admin token of --org ORG in stack.json, then $HERALD_TOKEN,
+           then "operator_token" in stack.json
+  --org ORG also names the organization a command acts on (org_id); the operator token,
+  which spans every organization, needs it for jobs. stack.json is the file `make up`
+  writes: it is searched for in the current directory and its parents (or: --stack FILE).
 
 exit codes:
   0 ok, 1 API or other error, 2 usage or configuration error, 3 cannot reach the API,
@@ -133,7 +134,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_connection_options(parser: argparse.ArgumentParser, *, with_org: bool) -> None:
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection options")
     group.add_argument(
         "--api-url",
@@ -145,13 +146,12 @@ def _add_connection_options(parser: argparse.ArgumentParser, *, with_org: bool) 
         metavar="TOKEN",
         help="bearer token to call the API with (env HERALD_TOKEN)",
     )
-    if with_org:
-        group.add_argument(
-            "--org",
-            metavar="ORG",
-            help="act as ORG's admin: use its admin token from .herald/stack.json "
-            "(default: the operator token)",
-        )
+    group.add_argument(
+        "--org",
+        metavar="ORG",
+        help="the organization to act on: sent as org_id (the operator token needs it for jobs), "
+        "and its admin token from .herald/stack.json is used when listed there",
+    )
     group.add_argument(
         "--stack",
         metavar="FILE",
@@ -174,11 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Connection options work before and after the command: the sub-parsers get copies whose
     # defaults are SUPPRESSed, so they only override what the top-level parser set.
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    _add_connection_options(common, with_org=True)
-    common_no_org = argparse.ArgumentParser(
-        add_help=False, argument_default=argparse.SUPPRESS
-    )
-    _add_connection_options(common_no_org, with_org=False)
+    _add_connection_options(common)
 
     parser = argparse.ArgumentParser(
         prog="herald",
@@ -186,26 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_connection_options(parser, with_org=True)
+    _add_connection_options(parser)
     parser.set_defaults(timeout=30.0)
     parser.add_argument("--version", action="version", version=f"herald {__version__}")
-    commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, help="what to do"
-    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help="what to do")
 
     def leaf(
         group: Any,
         name: str,
         summary: str,
         handler: Handler,
-        *,
-        org_filter: bool = False,
     ) -> argparse.ArgumentParser:
         sub: argparse.ArgumentParser = group.add_parser(
             name,
             help=summary,
             description=summary,
-            parents=[common_no_org if org_filter else common],
+            parents=[common],
         )
         sub.set_defaults(handler=handler)
         return sub
@@ -217,12 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_status,
     )
 
-    jobs = commands.add_parser(
-        "jobs", help="List, show and cancel jobs.", description="Jobs."
-    )
-    jobs_cmds = jobs.add_subparsers(
-        dest="jobs_command", metavar="SUBCOMMAND", required=True, help="what to do"
-    )
+    jobs = commands.add_parser("jobs", help="List, show and cancel jobs.", description="Jobs.")
+    jobs_cmds = jobs.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND", required=True, help="what to do")
     p = leaf(jobs_cmds, "list", "List jobs, newest first.", cmd_jobs_list)
     p.add_argument("--status", choices=JOB_STATUSES, help="only jobs in this status")
     p.add_argument(
@@ -236,9 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="jobs per page, 1..100 (default: the API's, 20)",
     )
-    p.add_argument(
-        "--all", action="store_true", help="follow next_cursor through every page"
-    )
+    p.add_argument("--all", action="store_true", help="follow next_cursor through every page")
     p.add_argument(
         "--cursor",
         metavar="CURSOR",
@@ -254,9 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Inspect and redrive dead letters.",
         description="Dead-letter queues.",
     )
-    dlq_cmds = dlq.add_subparsers(
-        dest="dlq_command", metavar="SUBCOMMAND", required=True, help="what to do"
-    )
+    dlq_cmds = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True, help="what to do")
     leaf(dlq_cmds, "list", "Show how many dead letters each queue holds.", cmd_dlq_list)
 
     p = leaf(
@@ -264,30 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
         "peek",
         "List a queue's dead letters without consuming them.",
         cmd_dlq_peek,
-        org_filter=True,
     )
-    p.add_argument(
-        "queue", metavar="QUEUE", help="source queue name (see `herald dlq list`)"
-    )
+    p.add_argument("queue", metavar="QUEUE", help="source queue name (see `herald dlq list`)")
     _add_filters(p)
-    p.add_argument(
-        "--limit", type=_limit, metavar="N", help="at most N dead letters, 1..100"
-    )
+    p.add_argument("--limit", type=_limit, metavar="N", help="at most N dead letters, 1..100")
 
     p = leaf(
         dlq_cmds,
         "redrive",
         "Move a queue's dead letters back to it and follow the progress.",
         cmd_dlq_redrive,
-        org_filter=True,
     )
-    p.add_argument(
-        "queue", metavar="QUEUE", help="source queue name (see `herald dlq list`)"
-    )
+    p.add_argument("queue", metavar="QUEUE", help="source queue name (see `herald dlq list`)")
     _add_filters(p)
-    p.add_argument(
-        "--job-id", metavar="JOB_ID", help="only the dead letter of this job"
-    )
+    p.add_argument("--job-id", metavar="JOB_ID", help="only the dead letter of this job")
     p.add_argument(
         "--max-per-second",
         type=_positive_int,
@@ -299,9 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only count the matching dead letters; move nothing",
     )
-    p.add_argument(
-        "--no-wait", action="store_true", help="print the redrive id and return at once"
-    )
+    p.add_argument("--no-wait", action="store_true", help="print the redrive id and return at once")
     p.add_argument(
         "--poll-interval",
         type=_positive_float,
@@ -317,9 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_dlq_watch,
     )
     p.add_argument("queue", metavar="QUEUE", help="source queue name")
-    p.add_argument(
-        "redrive_id", metavar="REDRIVE_ID", help="id printed when the redrive started"
-    )
+    p.add_argument("redrive_id", metavar="REDRIVE_ID", help="id printed when the redrive started")
     p.add_argument(
         "--poll-interval",
         type=_positive_float,
@@ -328,39 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between progress checks (default: 1)",
     )
 
-    digests = commands.add_parser(
-        "digests", help="Run digests now.", description="Digests."
-    )
-    digest_cmds = digests.add_subparsers(
-        dest="digests_command", metavar="SUBCOMMAND", required=True, help="what to do"
-    )
+    digests = commands.add_parser("digests", help="Run digests now.", description="Digests.")
+    digest_cmds = digests.add_subparsers(dest="digests_command", metavar="SUBCOMMAND", required=True, help="what to do")
     p = leaf(
         digest_cmds,
         "run",
         "Run a digest now (an admin: its own organization; the operator: one or all).",
         cmd_digests_run,
-        org_filter=True,
     )
     p.add_argument("kind", choices=DIGEST_KINDS, help="which digest to run")
-    p.add_argument(
-        "--org",
-        dest="org_id",
-        metavar="ORG",
-        help="only this organization (default: all, or your own)",
-    )
     return parser
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--org",
-        dest="org_id",
-        metavar="ORG",
-        help="only dead letters of this organization (org_id)",
-    )
-    parser.add_argument(
-        "--type", metavar="TYPE", help="only dead letters of this job type"
-    )
+    parser.add_argument("--type", metavar="TYPE", help="only dead letters of this job type")
     parser.add_argument(
         "--error-code",
         metavar="CODE",
@@ -403,42 +354,41 @@ def queue_table(queues: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _health_summary(health: Any) -> tuple[str, bool]:
+    """``ok  (9 checks ok)`` or ``degraded  (failing: table: timeout)``."""
     if not isinstance(health, dict):
         return "unknown", False
     status = str(health.get("status", "unknown"))
     checks = health.get("checks")
-    parts = []
-    if isinstance(checks, dict):
-        for name, value in checks.items():
-            if isinstance(value, dict):
-                value = value.get("status", value.get("ok", json.dumps(value)))
-            if isinstance(value, bool):
-                value = "ok" if value else "failing"
-            parts.append(f"{name}: {value}")
-    return status + (f"  ({', '.join(parts)})" if parts else ""), status == "ok"
+    if not isinstance(checks, dict) or not checks:
+        return status, status == "ok"
+    failing = []
+    for name, value in checks.items():
+        if isinstance(value, dict):
+            value = value.get("status", value.get("ok", json.dumps(value)))
+        if isinstance(value, bool):
+            value = "ok" if value else "failing"
+        if value != "ok":
+            failing.append(f"{name}: {value}")
+    if failing:
+        return f"{status}  (failing: {', '.join(failing)})", status == "ok"
+    return f"{status}  ({len(checks)} check{'s' if len(checks) != 1 else ''} ok)", status == "ok"
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     health: Any = None
-    health_error: ApiError | None = None
     try:
-        health = ctx.client.request(
-            "GET", "/health", auth=False, accept_statuses=(503,)
-        )
-    except ApiError as exc:
-        health_error = exc
-    queues = items_of(ctx.client.get("/v1/admin/queues"), "queues")
-    if health_error is not None:
-        healthy = False
-        summary = f"error: {health_error}"
-    else:
+        health = ctx.client.request("GET", "/health", auth=False, accept_statuses=(503,))
         summary, healthy = _health_summary(health)
-    if ctx.json:
-        ctx.emit_json({"health": health, "queues": queues})
-    else:
+    except ApiError as exc:
+        summary, healthy = f"error: {exc}", False
+    if not ctx.json:  # health first: it is worth seeing even if the queues cannot be read
         ctx.say(f"API     {ctx.settings.api_url}")
         ctx.say(f"Health  {summary}")
         ctx.say()
+    queues = items_of(ctx.client.get("/v1/admin/queues"), "queues")
+    if ctx.json:
+        ctx.emit_json({"health": health, "queues": queues})
+    else:
         ctx.say(queue_table(queues) if queues else "No queues.")
     return EXIT_OK if healthy else EXIT_ERROR
 
@@ -447,9 +397,7 @@ def _job_row(job: Mapping[str, Any]) -> list[str]:
     error = job.get("error")
     error_text = "-"
     if isinstance(error, dict):
-        error_text = truncate(
-            f"{error.get('code', '')}: {error.get('message', '')}", 48
-        )
+        error_text = truncate(f"{error.get('code', '')}: {error.get('message', '')}", 48)
     return [
         cell(job.get("job_id")),
         cell(job.get("org_id")),
@@ -464,6 +412,7 @@ def _job_row(job: Mapping[str, Any]) -> list[str]:
 
 def cmd_jobs_list(ctx: Context, args: argparse.Namespace) -> int:
     query: dict[str, object | None] = {
+        "org_id": args.org,
         "status": args.status,
         "type": args.type,
         "limit": args.limit if args.limit or not args.all else 100,
@@ -518,9 +467,7 @@ JOB_FIELDS = (
 
 
 def _show_record(ctx: Context, record: Mapping[str, Any]) -> None:
-    keys = [k for k in JOB_FIELDS if k in record] + [
-        k for k in record if k not in JOB_FIELDS
-    ]
+    keys = [k for k in JOB_FIELDS if k in record] + [k for k in record if k not in JOB_FIELDS]
     width = max((len(k) for k in keys), default=0)
     for key in keys:
         value = record[key]
@@ -534,7 +481,7 @@ def _show_record(ctx: Context, record: Mapping[str, Any]) -> None:
 
 
 def cmd_jobs_show(ctx: Context, args: argparse.Namespace) -> int:
-    record = ctx.client.get(f"/v1/jobs/{quote(args.job_id)}")
+    record = ctx.client.get(f"/v1/jobs/{quote(args.job_id)}", org_id=args.org)
     if ctx.json:
         ctx.emit_json(record)
     elif isinstance(record, dict):
@@ -543,7 +490,7 @@ def cmd_jobs_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_cancel(ctx: Context, args: argparse.Namespace) -> int:
-    record = ctx.client.delete(f"/v1/jobs/{quote(args.job_id)}")
+    record = ctx.client.request("DELETE", f"/v1/jobs/{quote(args.job_id)}", query={"org_id": args.org})
     if ctx.json:
         ctx.emit_json(record)
     else:
@@ -560,10 +507,7 @@ def cmd_dlq_list(ctx: Context, args: argparse.Namespace) -> int:
     if not queues:
         ctx.say("No queues.")
         return EXIT_OK
-    rows = [
-        [cell(q.get("name")), cell(q.get("dlq_name")), cell(q.get("dlq_depth"))]
-        for q in queues
-    ]
+    rows = [[cell(q.get("name")), cell(q.get("dlq_name")), cell(q.get("dlq_depth"))] for q in queues]
     ctx.say(format_table(["QUEUE", "DLQ", "DEAD LETTERS"], rows, right=(2,)))
     total = sum(q["dlq_depth"] for q in queues if isinstance(q.get("dlq_depth"), int))
     ctx.say(f"\n{total} dead letter{'s' if total != 1 else ''} in all.")
@@ -571,7 +515,7 @@ def cmd_dlq_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _filters(args: argparse.Namespace) -> dict[str, object | None]:
-    return {"org_id": args.org_id, "type": args.type, "error_code": args.error_code}
+    return {"org_id": args.org, "type": args.type, "error_code": args.error_code}
 
 
 def cmd_dlq_peek(ctx: Context, args: argparse.Namespace) -> int:
@@ -634,9 +578,7 @@ def cmd_dlq_redrive(ctx: Context, args: argparse.Namespace) -> int:
         else:
             n = started.get("to_move", 0)
             plural = "" if n == 1 else "s"
-            ctx.say(
-                f"Dry run: {n} dead letter{plural} in {args.queue} match; nothing moved."
-            )
+            ctx.say(f"Dry run: {n} dead letter{plural} in {args.queue} match; nothing moved.")
         return EXIT_OK
     redrive_id = str(started.get("redrive_id", ""))
     if args.no_wait:
@@ -651,9 +593,7 @@ def cmd_dlq_redrive(ctx: Context, args: argparse.Namespace) -> int:
             )
         return EXIT_OK
     if not ctx.json:
-        ctx.note(
-            f"redrive {redrive_id}: {cell(started.get('to_move'))} dead letters from {args.queue}"
-        )
+        ctx.note(f"redrive {redrive_id}: {cell(started.get('to_move'))} dead letters from {args.queue}")
     return _follow(ctx, args.queue, started, args.poll_interval)
 
 
@@ -674,15 +614,10 @@ def _follow(ctx: Context, queue: str, state: dict[str, Any], interval: float) ->
             ctx.sleep(interval)
             polled = ctx.client.get(_redrive_path(queue, redrive_id))
             if not isinstance(polled, dict):
-                raise ApiError(
-                    200, "bad_response", "the redrive answer is not a JSON object"
-                )
+                raise ApiError(200, "bad_response", "the redrive answer is not a JSON object")
             state = polled
     except KeyboardInterrupt:
-        ctx.note(
-            f"\ninterrupted: redrive {redrive_id} goes on; follow it with "
-            f"`herald dlq watch {queue} {redrive_id}`"
-        )
+        ctx.note(f"\ninterrupted: redrive {redrive_id} goes on; follow it with `herald dlq watch {queue} {redrive_id}`")
         return EXIT_INTERRUPTED
     reporter.finish(state)
     status = state.get("status")
@@ -705,16 +640,15 @@ def _follow(ctx: Context, queue: str, state: dict[str, Any], interval: float) ->
 
 def cmd_digests_run(ctx: Context, args: argparse.Namespace) -> int:
     body: dict[str, str] = {"kind": args.kind}
-    if args.org_id:
-        body["org_id"] = args.org_id
+    if args.org:
+        body["org_id"] = args.org
     job = ctx.client.post("/v1/digests/run", body)
     if ctx.json:
         ctx.emit_json(job)
     elif isinstance(job, dict):
-        scope = args.org_id or job.get("org_id") or "every organization"
+        scope = args.org or job.get("org_id") or "every organization"
         ctx.say(
-            f"{args.kind.capitalize()} digest for {scope}: job {cell(job.get('job_id'))} "
-            f"({cell(job.get('status'))})."
+            f"{args.kind.capitalize()} digest for {scope}: job {cell(job.get('job_id'))} ({cell(job.get('status'))})."
         )
     return EXIT_OK
 
@@ -755,9 +689,7 @@ def main(
         err.write(f"error: {exc}\n")
         return EXIT_USAGE
 
-    client = ApiClient(
-        settings.api_url, settings.token, transport or UrllibTransport(), args.timeout
-    )
+    client = ApiClient(settings.api_url, settings.token, transport or UrllibTransport(), args.timeout)
     is_tty = hasattr(err, "isatty") and err.isatty()
     ctx = Context(client, settings, out, err, args.json, sleep, clock, is_tty)
     handler: Handler = args.handler
@@ -770,9 +702,11 @@ def main(
         err.write(f"error: {exc.message} ({exc.code})\n")
         for detail in exc.details:
             if isinstance(detail, dict):
-                err.write(
-                    f"  {detail.get('field', '?')}: {detail.get('problem', '')}\n"
-                )
+                err.write(f"  {detail.get('field', '?')}: {detail.get('problem', '')}\n")
+        if exc.status == 404 and exc.message == "Missing Authentication Token":
+            err.write("hint: API Gateway answers this way for a route it does not know\n")
+        if exc.code == "org_required":
+            err.write("hint: the operator token spans every organization: name one with --org ORG\n")
         if exc.status in (401, 403):
             err.write(f"hint: the token came from {settings.token_source}\n")
             return EXIT_AUTH

@@ -21,21 +21,14 @@ def format_table(
             widths[i] = max(widths[i], len(cell))
     lines = []
     for row in (headers, *rows):
-        cells = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
+        cells = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
 def format_age(seconds: object) -> str:
     """``45s``, ``3m 20s``, ``2h 05m``, ``3d 04h``; ``-`` when unknown."""
-    if (
-        not isinstance(seconds, (int, float))
-        or isinstance(seconds, bool)
-        or seconds < 0
-    ):
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
         return NONE
     s = int(seconds)
     if s < 60:
@@ -74,10 +67,7 @@ def progress_bar(done: int, total: int | None, width: int = 30) -> str:
     """``[###############---------------] 250/500  50%``; an unknown total shows ``?``."""
     if total is None or total < 0:
         return f"[{'-' * width}] {done}/?"
-    if total == 0:
-        fraction = 1.0
-    else:
-        fraction = min(max(done / total, 0.0), 1.0)
+    fraction = 1.0 if total == 0 else min(max(done / total, 0.0), 1.0)
     filled = math.floor(fraction * width)
     percent = math.floor(fraction * 100)
     return f"[{'#' * filled}{'-' * (width - filled)}] {done}/{total} {percent:3d}%"

@@ -8,6 +8,7 @@ unexpected exception is a logged 500 with the contract's body, never Chalice's o
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,9 +61,22 @@ def parse_body(request: Request) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", f"The request body is over {MAX_BODY_BYTES // 1024} KiB.")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "malformed_json", "The request body is not valid JSON.") from None
+    except RecursionError:  # deep nesting ([[[[...) exhausts the decoder's stack, well under 256 KiB
+        raise ApiError(400, "malformed_json", "The request body is nested too deeply.") from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json accepts NaN and Infinity; JSON does not
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")  # 1e999 would be stored, and sent on, as Infinity
+    return value
 
 
 def bearer_token(request: Request) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any
 from chalicelib import netguard
 from chalicelib.api.http import Call
 from chalicelib.api.schema import F, query_int, validate
-from chalicelib.errors import ApiError, FatalError, FieldProblem, ValidationError
+from chalicelib.errors import ApiError, FatalError, FieldProblem, RetryableError, ValidationError
 from chalicelib.jobs.model import PRIORITIES, STATUSES
 from chalicelib.jobs.service import NewJob
 from chalicelib.jobs.store import BadCursor, Conflict, NotFound
@@ -47,6 +47,8 @@ def create_job(call: Call) -> tuple[int, Any]:
             netguard.check_url(body["payload"]["url"], svc.settings.allow_private_targets, _no_resolve)
         except FatalError as err:
             raise ValidationError([FieldProblem("payload.url", err.message)], "The webhook target is not allowed.") from None
+        except RetryableError:
+            pass  # a host name: resolved and vetted at delivery time (DNS answers change)
     job, created = svc.jobs.enqueue(
         NewJob(
             org_id=org_id,

@@ -111,9 +111,7 @@ def summarize(
     return summary
 
 
-def render(
-    summary: DigestSummary, recipient_name_or_email: str, *, tz: str | None = None
-) -> tuple[str, str, str]:
+def render(summary: DigestSummary, recipient_name_or_email: str, *, tz: str | None = None) -> tuple[str, str, str]:
     """``(subject, text, html)`` of the digest email; the HTML part is autoescaped.
 
     ``tz`` shows the covered interval in the recipient's own zone (UTC when omitted). The subject
@@ -121,9 +119,7 @@ def render(
     """
     shown: tzinfo = zone(tz) if tz else UTC
     counts = (
-        f"{summary.alerts_sent} sent, {summary.alerts_failed} failed"
-        if not summary.is_empty
-        else "no notifications"
+        f"{summary.alerts_sent} sent, {summary.alerts_failed} failed" if not summary.is_empty else "no notifications"
     )
     subject = f"Herald {summary.kind} digest {summary.period}: {counts}"
     context = {
@@ -163,18 +159,16 @@ def _alert_type(job: Mapping[str, Any]) -> str:
 
 
 def _parse_time(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
+    """``created_at`` as the store writes it (ISO-8601 with Z) or as a Job carries it; a naive
+    time is refused rather than guessed (``clock.parse_iso`` would read it as server-local)."""
+    if isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(value)
         except ValueError:
             return None
-    else:
-        return None
-    if moment.tzinfo is None:
-        return None
-    return moment.astimezone(UTC)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC)
+    return None
 
 
 def _display(moment: datetime, shown: tzinfo) -> str:

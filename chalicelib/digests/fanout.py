@@ -87,13 +87,9 @@ def send_in_batches(
         for entry in stream:
             entry_id = str(entry.get("Id", ""))
             if not entry_id or "MessageBody" not in entry:
-                report.failed.append(
-                    FailedEntry(entry_id, "InvalidEntry", "Id and MessageBody are required", True)
-                )
+                report.failed.append(FailedEntry(entry_id, "InvalidEntry", "Id and MessageBody are required", True))
             elif entry_id in seen:
-                report.failed.append(
-                    FailedEntry(entry_id, "DuplicateId", "Id already used in this run", True)
-                )
+                report.failed.append(FailedEntry(entry_id, "DuplicateId", "Id already used in this run", True))
             else:
                 seen.add(entry_id)
                 yield entry
@@ -162,7 +158,7 @@ def _send_batch(
         report.calls += 1
         try:
             response = client.send_message_batch(QueueUrl=queue_url, Entries=[dict(e) for e in pending])
-        except Exception as exc:  # noqa: BLE001 - any call failure becomes reported entry failures
+        except Exception as exc:  # any call failure becomes reported entry failures, never lost
             failures = {str(e["Id"]): FailedEntry(str(e["Id"]), _error_code(exc), str(exc)) for e in pending}
         else:
             failures = {

@@ -173,10 +173,7 @@ def local_to_utc(wall: datetime, tz: ZoneInfo) -> datetime:
 
 def fire_at(kind: Kind, tz: str, local_date: date, times: DigestTimes | None = None) -> datetime | None:
     """The UTC instant the digest of ``kind`` goes out on ``local_date``, or None if not that day."""
-    target = digest_times(times)[kind]
-    if not target.matches(local_date):
-        return None
-    return local_to_utc(datetime.combine(local_date, time(target.hour, target.minute)), zone(tz))
+    return _fire_at(_target(kind, times), zone(tz), local_date)
 
 
 def is_due(
@@ -186,7 +183,7 @@ def is_due(
     times: DigestTimes | None = None,
     window_minutes: int = TICK_MINUTES,
 ) -> bool:
-    """Whether the target instant of a matching local day lies in ``[now - window, now]``.
+    """Whether the target instant of a matching local day lies in ``(now - window, now]``.
 
     Equivalently: the recipient's local wall time is in ``[target, target + window)`` on a
     matching day, measured in real time from the first occurrence of the target.
@@ -196,12 +193,13 @@ def is_due(
         raise ValueError("window_minutes must be between 1 and 1439")
     now = _utc(now_utc)
     tzinfo = zone(tz)
+    target = _target(kind, times)
     window = timedelta(minutes=window_minutes)
     # A target fires no earlier than its local date begins, so only the local dates of the
     # window's two ends can hold it (two when the window crosses local midnight).
     dates = {(now - window).astimezone(tzinfo).date(), now.astimezone(tzinfo).date()}
     for local_date in sorted(dates):
-        fire = fire_at(kind, tz, local_date, times)
+        fire = _fire_at(target, tzinfo, local_date)
         if fire is not None and fire <= now < fire + window:
             return True
     return False
@@ -244,9 +242,7 @@ def period_window(kind: Kind, tz: str, now_utc: datetime) -> tuple[datetime, dat
         start_wall = wall - timedelta(days=7)
     elif kind == "monthly":
         year, month = (wall.year, wall.month - 1) if wall.month > 1 else (wall.year - 1, 12)
-        start_wall = wall.replace(
-            year=year, month=month, day=min(wall.day, calendar.monthrange(year, month)[1])
-        )
+        start_wall = wall.replace(year=year, month=month, day=min(wall.day, calendar.monthrange(year, month)[1]))
     else:
         raise ValueError(f"unknown digest kind {kind!r}")
     return local_to_utc(start_wall, tzinfo), now
@@ -264,7 +260,7 @@ def due_recipients(
     A recipient with an unknown time zone is logged and skipped rather than failing the whole
     organization's run (the API validates zones, so this means stale data or missing tzdata).
     """
-    resolved = digest_times(times)
+    resolved = digest_times(times)  # a bad override fails the run once, not per recipient
     for recipient in recipients:
         if kind not in recipient.digests:
             continue
@@ -275,6 +271,21 @@ def due_recipients(
             continue
         if due:
             yield recipient
+
+
+def _target(kind: Kind, times: DigestTimes | None) -> DigestTime:
+    if kind not in DEFAULT_TIMES:
+        raise ValueError(f"unknown digest kind {kind!r}")
+    target = (times or {}).get(kind) or DEFAULT_TIMES[kind]
+    if target.kind != kind:
+        raise ValueError(f"digest time for {kind!r} has kind {target.kind!r}")
+    return target
+
+
+def _fire_at(target: DigestTime, tzinfo: ZoneInfo, local_date: date) -> datetime | None:
+    if not target.matches(local_date):
+        return None
+    return local_to_utc(datetime.combine(local_date, time(target.hour, target.minute)), tzinfo)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chalicelib.handlers.notify import email_handler, webhook_handler
+from chalicelib.handlers.sms import escalation_handler, sms_handler
 
 if TYPE_CHECKING:
     from chalicelib.jobs.worker import Handler
@@ -15,4 +16,6 @@ def build_handlers(svc: Services) -> dict[str, Handler]:
     return {
         "webhook": webhook_handler(svc),
         "email": email_handler(svc),
+        "sms": sms_handler(svc),
+        "escalation": escalation_handler(svc),
     }

@@ -7,14 +7,35 @@ ledger, and the DLQ's own depth (from GetQueueAttributes) keeps the two honest.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from chalicelib.clock import Clock, iso, utcnow
-from chalicelib.ddb import from_item, to_item, values
+from chalicelib.ddb import decode_cursor, encode_cursor, from_item, is_condition_failure, to_item, values
 
 
 def ledger_pk(queue: str) -> str:
     return f"DEAD#{queue}"
+
+
+class BadLedgerCursor(ValueError):
+    """A cursor this ledger did not hand out (or one for another queue or organization)."""
+
+
+def to_api(entry: dict[str, Any]) -> dict[str, Any]:
+    """A ledger entry as the API shows a dead letter."""
+    error = entry.get("last_error") or {}
+    return {
+        "message_id": entry.get("message_id"),
+        "job_id": entry.get("job_id"),
+        "org_id": entry.get("org_id"),
+        "type": entry.get("type"),
+        "attempts": int(entry.get("attempts", 0)),
+        "last_error": {"code": str(error.get("code", "")), "message": str(error.get("message", ""))},
+        "first_seen_at": entry.get("first_seen_at"),
+    }
 
 
 class DeadLetterLedger:
@@ -24,27 +45,43 @@ class DeadLetterLedger:
         self._clock = clock
 
     def record(
-        self, queue: str, *, org_id: str, job_id: str, job_type: str, attempts: int, error: dict[str, Any]
+        self,
+        queue: str,
+        *,
+        org_id: str,
+        job_id: str,
+        job_type: str,
+        attempts: int,
+        error: dict[str, Any],
+        message_id: str | None = None,
     ) -> None:
-        """Idempotent: a second record of the same dead job keeps its first_seen_at."""
+        """Idempotent: a second record of the same dead job keeps its first_seen_at.
+
+        `message_id` is the id of the job's message in the DLQ (what the API shows).
+        """
         now = iso(self._clock())
+        update = (
+            "SET org_id = :org, job_id = :job, #t = :type, attempts = :attempts, last_error = :error, "
+            "queue_name = :queue, first_seen_at = if_not_exists(first_seen_at, :now), last_seen_at = :now"
+        )
+        vals: dict[str, Any] = {
+            "org": org_id,
+            "job": job_id,
+            "type": job_type,
+            "attempts": attempts,
+            "error": {"code": str(error.get("code", "")), "message": str(error.get("message", ""))},
+            "queue": queue,
+            "now": now,
+        }
+        if message_id:
+            update += ", message_id = :mid"
+            vals["mid"] = message_id
         self._ddb.update_item(
             TableName=self._table,
             Key=to_item({"pk": ledger_pk(queue), "sk": f"{org_id}#{job_id}"}),
-            UpdateExpression=(
-                "SET org_id = :org, job_id = :job, #t = :type, attempts = :attempts, last_error = :error, "
-                "queue_name = :queue, first_seen_at = if_not_exists(first_seen_at, :now), last_seen_at = :now"
-            ),
+            UpdateExpression=update,
             ExpressionAttributeNames={"#t": "type"},
-            ExpressionAttributeValues=values(
-                org=org_id,
-                job=job_id,
-                type=job_type,
-                attempts=attempts,
-                error={"code": str(error.get("code", "")), "message": str(error.get("message", ""))},
-                queue=queue,
-                now=now,
-            ),
+            ExpressionAttributeValues=values(**vals),
         )
 
     def list(self, queue: str, org_id: str | None = None) -> list[dict[str, Any]]:
@@ -70,5 +107,108 @@ class DeadLetterLedger:
         items.sort(key=lambda entry: entry.get("first_seen_at", ""))
         return items
 
-    def remove(self, queue: str, org_id: str, job_id: str) -> None:
-        self._ddb.delete_item(TableName=self._table, Key=to_item({"pk": ledger_pk(queue), "sk": f"{org_id}#{job_id}"}))
+    def page(
+        self,
+        queue: str,
+        *,
+        org_id: str | None = None,
+        job_type: str | None = None,
+        error_code: str | None = None,
+        job_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """One page of a queue's entries, ordered by organization and job id; filters apply
+        server-side and pages are filled up to `limit`. BadLedgerCursor for a foreign cursor."""
+        pk = ledger_pk(queue)
+        expression = "pk = :pk"
+        vals: dict[str, Any] = {"pk": pk}
+        if org_id is not None and job_id is not None:
+            expression += " AND sk = :sk"
+            vals["sk"] = f"{org_id}#{job_id}"
+        elif org_id is not None:
+            expression += " AND begins_with(sk, :org)"
+            vals["org"] = f"{org_id}#"
+        names: dict[str, str] = {}
+        filters: list[str] = []
+        if job_type:
+            filters.append("#t = :type")
+            names["#t"] = "type"
+            vals["type"] = job_type
+        if error_code:
+            filters.append("#le.#code = :code")
+            names.update({"#le": "last_error", "#code": "code"})
+            vals["code"] = error_code
+        if job_id is not None and org_id is None:
+            filters.append("job_id = :job")
+            vals["job"] = job_id
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": expression,
+            "ExpressionAttributeValues": values(**vals),
+            "ConsistentRead": True,
+        }
+        if filters:
+            query["FilterExpression"] = " AND ".join(filters)
+            query["ExpressionAttributeNames"] = names
+        start: dict[str, Any] | None = None
+        if cursor:
+            try:
+                start = decode_cursor(cursor)
+            except ValueError:
+                raise BadLedgerCursor(cursor) from None
+            sk = start.get("sk", {}).get("S", "")
+            if set(start) != {"pk", "sk"} or start["pk"].get("S") != pk or (org_id and not sk.startswith(f"{org_id}#")):
+                raise BadLedgerCursor(cursor)
+        entries: builtins.list[dict[str, Any]] = []
+        while True:
+            request = dict(query, Limit=100 if filters else max(limit - len(entries), 1))
+            if start:
+                request["ExclusiveStartKey"] = start
+            response = self._ddb.query(**request)
+            for item in response.get("Items", []):
+                entries.append(from_item(item))
+                if len(entries) == limit:
+                    return entries, encode_cursor({"pk": item["pk"], "sk": item["sk"]})
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return entries, None
+
+    def count(self, queue: str, org_id: str | None = None) -> int:
+        """How many entries a queue's ledger holds (one organization's, when named)."""
+        expression = "pk = :pk"
+        vals: dict[str, Any] = {"pk": ledger_pk(queue)}
+        if org_id is not None:
+            expression += " AND begins_with(sk, :org)"
+            vals["org"] = f"{org_id}#"
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": expression,
+            "ExpressionAttributeValues": values(**vals),
+            "Select": "COUNT",
+        }
+        total = 0
+        while True:
+            response = self._ddb.query(**query)
+            total += int(response.get("Count", 0))
+            if "LastEvaluatedKey" not in response:
+                return total
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def remove(self, queue: str, org_id: str, job_id: str, *, seen_at: str | None = None) -> bool:
+        """Delete an entry; with `seen_at`, only if it was not recorded again since (a job that
+        died again after a redrive keeps its new entry). False when that condition failed."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": to_item({"pk": ledger_pk(queue), "sk": f"{org_id}#{job_id}"}),
+        }
+        if seen_at is not None:
+            request["ConditionExpression"] = "attribute_not_exists(pk) OR last_seen_at = :seen"
+            request["ExpressionAttributeValues"] = values(seen=seen_at)
+        try:
+            self._ddb.delete_item(**request)
+        except ClientError as err:
+            if is_condition_failure(err):
+                return False
+            raise
+        return True

@@ -53,13 +53,16 @@ class JobQueue:
         )
         return str(response["MessageId"])
 
-    def dead_letter(self, priority: str, body: str, attributes: dict[str, str]) -> None:
-        """Put a message on the priority's DLQ (a fatal error: no point in more receives)."""
-        self._sqs.send_message(
+    def dead_letter(self, priority: str, body: str, attributes: dict[str, str]) -> str:
+        """Put a message on the priority's DLQ (a fatal error: no point in more receives).
+
+        Returns the DLQ message's id (the dead-letter ledger shows it)."""
+        response = self._sqs.send_message(
             QueueUrl=self.url_of(self._settings.dlq_name(priority)),
             MessageBody=body,
             MessageAttributes={k: {"DataType": "String", "StringValue": v[:256] or "-"} for k, v in attributes.items()},
         )
+        return str(response.get("MessageId", ""))
 
     def retry_after(self, priority: str, receipt_handle: str, seconds: float) -> None:
         """Hide the message for `seconds`: SQS hands it out again then (the backoff)."""

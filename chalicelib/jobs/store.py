@@ -341,6 +341,33 @@ class JobStore:
             attempts=job.attempts,
         )
 
+    def reschedule(self, job: Job, run_at: datetime, decision: dict[str, Any] | None = None) -> Job | None:
+        """The running attempt was deferred (not failed): back to `scheduled` at `run_at`.
+
+        The attempt is given back (attempts - 1), so deferrals never use up retries. A
+        `decision` is recorded as `result.deferred` (what a client sees while the job waits) and
+        `meta.deferral` (what the handler sees when it runs again); without one, both are kept.
+        """
+        update = "SET #s = :scheduled, run_at = :run_at, attempts = attempts - :one, updated_at = :now"
+        vals: dict[str, Any] = {}
+        if decision is not None:
+            update += ", meta = :meta, #r = :result"
+            vals["meta"] = json.dumps({**job.meta, "deferral": decision}, separators=(",", ":"))
+            vals["result"] = json.dumps({"deferred": decision})
+        return self._update(
+            job.org_id,
+            job.job_id,
+            update + " REMOVE lease_until",
+            "#s = :active AND attempts = :attempts",
+            scheduled="scheduled",
+            run_at=iso(run_at),
+            one=1,
+            now=iso(self._clock()),
+            active="active",
+            attempts=job.attempts,
+            **vals,
+        )
+
     def cancel(self, org_id: str, job_id: str) -> Job:
         """Cancel a scheduled or queued job. NotFound, or Conflict when it is active or final."""
         now = self._clock()

@@ -5,6 +5,8 @@ an exponential backoff with jitter, reported as a batch item failure), or dead (
 says why, the message goes to the DLQ and the ledger). Handlers run at most once per attempt:
 a job runs only after a conditional write made it `active`, so a redelivered message for a
 completed or cancelled job, or a duplicate delivered while it runs, does nothing.
+A handler that raises `Deferred` (not now: quiet hours, a throughput cap) puts its job back to
+`scheduled` at the new run_at, without counting the attempt, and the next hop is sent.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.clock import Clock, utcnow
 from chalicelib.config import Settings
-from chalicelib.errors import FatalError, JobError
+from chalicelib.errors import Deferred, FatalError, JobError
 from chalicelib.jobs.ledger import DeadLetterLedger
 from chalicelib.jobs.model import Envelope, EnvelopeError, Job
 from chalicelib.jobs.queue import JobQueue
@@ -128,6 +130,8 @@ class Worker:
             if handler is None:
                 raise FatalError("unknown_job_type", f"no handler for job type {job.type!r}")
             result = handler(job)
+        except Deferred as deferral:
+            return self._deferred(job, deferral)
         except JobError as err:
             return self._failed(job, record, priority, err)
         except Exception as err:  # a bug or an outage we did not foresee: retry, keep the trace
@@ -142,6 +146,18 @@ class Worker:
             metrics.add_metric(name="JobLatency", unit=MetricUnit.Milliseconds, value=latency)
         logger.info("job completed", extra={"attempts": job.attempts})
         return Outcome("completed", job.job_id)
+
+    def _deferred(self, job: Job, deferral: Deferred) -> Outcome:
+        # Record first, then send: if the send fails, the exception makes this message a batch
+        # item failure, so it comes back and finds the job `scheduled` (not lost either way).
+        rescheduled = self._store.reschedule(job, deferral.run_at, deferral.decision)
+        if rescheduled is None:
+            logger.warning("job changed while it ran (lease taken over); not rescheduled")
+            return Outcome("skipped", job.job_id)
+        self._queue.send(rescheduled)
+        self._count("JobsDeferred", job)
+        logger.info("job deferred", extra={"reason": deferral.reason, "run_at": rescheduled.run_at.isoformat()})
+        return Outcome("deferred", job.job_id)
 
     def _failed(self, job: Job, record: SQSRecord, priority: str, err: JobError) -> Outcome:
         error = err.as_dict()
@@ -165,7 +181,7 @@ class Worker:
         if self._store.kill(job, error) is None:
             logger.warning("job changed while it ran (lease taken over); not dead-lettered")
             return
-        self._queue.dead_letter(
+        message_id = self._queue.dead_letter(
             priority,
             record.body,
             {"job_id": job.job_id, "org_id": job.org_id, "type": job.type, "error_code": str(error["code"])},
@@ -177,6 +193,7 @@ class Worker:
             job_type=job.type,
             attempts=job.attempts,
             error=error,
+            message_id=message_id,
         )
         self._count("JobsDead", job)
         logger.error("job dead", extra={"error": error, "attempts": job.attempts})

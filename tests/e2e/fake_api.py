@@ -26,7 +26,8 @@ from typing import Any
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "chalicelib" / "dashboard.html"
 OPERATOR_TOKEN = "op-local-operator-token"
-MEMBER_TOKEN = "acme-member-token"
+ACME_ADMIN_TOKEN = "acme-admin-token"
+ACME_MEMBER_TOKEN = "acme-member-token"
 JOBS_QUEUE = "herald-local-jobs"
 DIGESTS_QUEUE = "herald-local-digests"
 # The page holds all its code inline and talks only to its own origin.
@@ -41,9 +42,7 @@ def _ts(minute: int, second: int = 0) -> str:
     return f"2025-01-15T09:{minute:02d}:{second:02d}.250Z"
 
 
-def _job(
-    job_id: str, org: str, type_: str, status: str, minute: int, **extra: Any
-) -> dict[str, Any]:
+def _job(job_id: str, org: str, type_: str, status: str, minute: int, **extra: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
         "job_id": job_id,
         "org_id": org,
@@ -87,8 +86,13 @@ class FakeHerald:
     prefix: str = "/prefix"
     dead_letters: int = 1
     moves_per_poll: int = 1
-    tokens: dict[str, str] = field(
-        default_factory=lambda: {OPERATOR_TOKEN: "operator", MEMBER_TOKEN: "member"}
+    # token -> (role, org_id); the operator spans every organization
+    tokens: dict[str, tuple[str, str | None]] = field(
+        default_factory=lambda: {
+            OPERATOR_TOKEN: ("operator", None),
+            ACME_ADMIN_TOKEN: ("admin", "acme"),
+            ACME_MEMBER_TOKEN: ("member", "acme"),
+        }
     )
     requests: list[tuple[str, str]] = field(default_factory=list)
 
@@ -225,28 +229,38 @@ class FakeHerald:
             return _error(404, "not_found", f"No route {method} {path}.")
         auth = headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else ""
-        role = self.tokens.get(token)
-        if role is None:
+        principal = self.tokens.get(token)
+        if principal is None:
             return _error(401, "unauthorized", "Missing or unknown bearer token.")
+        role, own_org = principal
         payload: Any = None
         if body:
             try:
                 payload = json.loads(body)
             except ValueError:
-                return _error(
-                    400, "malformed_json", "The request body is not valid JSON."
-                )
+                return _error(400, "malformed_json", "The request body is not valid JSON.")
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
         if len(parts) < 2:
             return _error(404, "not_found", "No such route.")
+        body_fields: dict[str, Any] = payload if isinstance(payload, dict) else {}
+        # Like the real API: an org-bound token acts on its own organization whatever it sends;
+        # the operator names one with org_id (required for jobs, optional for operations).
+        org = own_org or query.get("org_id") or body_fields.get("org_id")
+        if own_org:
+            query = {**query, "org_id": own_org}
+            body_fields = {**body_fields, "org_id": own_org}
         with self.lock:
-            if parts[1] == "admin" and role not in ("admin", "operator"):
-                return _error(
-                    403, "forbidden", "This route needs an admin or operator token."
-                )
-            return self._route(
-                method, parts[1:], query, payload if isinstance(payload, dict) else {}
-            )
+            if parts[1] in ("admin", "digests") and role not in ("admin", "operator"):
+                return _error(403, "forbidden", "This route needs an admin or operator token.")
+            if parts[1] == "jobs" and not org:
+                return 400, {
+                    "error": {
+                        "code": "org_required",
+                        "message": "The operator must name the organization: pass org_id.",
+                        "details": [{"field": "org_id", "problem": "is required for the operator token"}],
+                    }
+                }
+            return self._route(method, parts[1:], query, body_fields, org)
 
     def _route(
         self,
@@ -254,14 +268,18 @@ class FakeHerald:
         parts: list[str],
         query: dict[str, str],
         payload: dict[str, Any],
+        org: str | None,
     ) -> tuple[int, Any]:
+        def own_job(job_id: str) -> bool:
+            return job_id in self.jobs and self.jobs[job_id]["org_id"] == org
+
         match (method, parts):
             case ("GET", ["admin", "queues"]):
                 return 200, {"items": self.queues(), "next_cursor": None}
             case ("GET", ["admin", "queues", name, "dead-letters"]) if name in self.dlq:
-                items = [
-                    copy.deepcopy(d) for d in self.dlq[name] if _matches(d, query)
-                ][: int(query.get("limit", "20"))]
+                items = [copy.deepcopy(d) for d in self.dlq[name] if _matches(d, query)][
+                    : int(query.get("limit", "20"))
+                ]
                 return 200, {"items": items, "next_cursor": None}
             case ("POST", ["admin", "queues", name, "redrive"]) if name in self.dlq:
                 matched = [d["job_id"] for d in self.dlq[name] if _matches(d, payload)]
@@ -282,13 +300,12 @@ class FakeHerald:
             ):
                 return 200, self._advance(self.redrives[redrive_id])
             case ("GET", ["jobs"]):
-                jobs = sorted(
-                    self.jobs.values(), key=lambda j: j["created_at"], reverse=True
-                )
+                jobs = sorted(self.jobs.values(), key=lambda j: j["created_at"], reverse=True)
                 jobs = [
                     j
                     for j in jobs
-                    if query.get("status") in (None, j["status"])
+                    if j["org_id"] == org
+                    and query.get("status") in (None, j["status"])
                     and query.get("type") in (None, j["type"])
                 ]
                 start = int(query.get("cursor", "0"))
@@ -299,9 +316,9 @@ class FakeHerald:
                     "items": page,
                     "next_cursor": str(start + limit) if more else None,
                 }
-            case ("GET", ["jobs", job_id]) if job_id in self.jobs:
+            case ("GET", ["jobs", job_id]) if own_job(job_id):
                 return 200, self.jobs[job_id]
-            case ("DELETE", ["jobs", job_id]) if job_id in self.jobs:
+            case ("DELETE", ["jobs", job_id]) if own_job(job_id):
                 job = self.jobs[job_id]
                 if job["status"] not in ("scheduled", "queued"):
                     return _error(
@@ -319,9 +336,7 @@ class FakeHerald:
                         "kind must be daily, weekly or monthly.",
                     )
                 job_id = f"digest:{payload['kind']}:{payload.get('org_id', 'all')}:2025-01-15"
-                job = _job(
-                    job_id, payload.get("org_id", "acme"), "digest", "queued", 59
-                )
+                job = _job(job_id, payload.get("org_id", "acme"), "digest", "queued", 59)
                 self.jobs[job_id] = job
                 return 202, job
             case ("GET" | "DELETE", ["jobs", job_id]):
@@ -332,12 +347,8 @@ class FakeHerald:
 
     def _advance(self, redrive: Redrive) -> dict[str, Any]:
         if redrive.status == "running":
-            for job_id in redrive.job_ids[
-                redrive.moved : redrive.moved + self.moves_per_poll
-            ]:
-                self.dlq[redrive.queue] = [
-                    d for d in self.dlq[redrive.queue] if d["job_id"] != job_id
-                ]
+            for job_id in redrive.job_ids[redrive.moved : redrive.moved + self.moves_per_poll]:
+                self.dlq[redrive.queue] = [d for d in self.dlq[redrive.queue] if d["job_id"] != job_id]
                 job = self.jobs[job_id]
                 job.update(status="queued", attempts=0, error=None, finished_at=None)
                 redrive.moved += 1

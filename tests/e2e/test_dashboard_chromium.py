@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.fake_api import JOBS_QUEUE, OPERATOR_TOKEN, FakeHerald
+from tests.e2e.fake_api import ACME_ADMIN_TOKEN, JOBS_QUEUE, OPERATOR_TOKEN, FakeHerald
 
 pytestmark = [pytest.mark.e2e, pytest.mark.enable_socket]
 
@@ -52,17 +52,13 @@ def fake() -> Iterator[FakeHerald]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip(
-            "Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium)"
-        )
+        pytest.skip("Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
     sync_api = pytest.importorskip(
         "playwright.sync_api",
         reason="the playwright package is not installed (pip install playwright)",
     )
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield chromium
         chromium.close()
 
@@ -80,8 +76,7 @@ def page(browser: Any) -> Iterator[Any]:
         "console",
         lambda msg: (
             problems.append(f"console {msg.type}: {msg.text}")
-            if msg.type == "error"
-            and not msg.text.startswith("Failed to load resource")
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
             else None
         ),
     )
@@ -99,9 +94,7 @@ def sign_in(page: Any, fake: FakeHerald, token: str = OPERATOR_TOKEN) -> None:
     page.get_by_test_id("login-submit").click()
 
 
-def test_dashboard_shows_dead_letter_and_redrives_it(
-    page: Any, fake: FakeHerald
-) -> None:
+def test_dashboard_shows_dead_letter_and_redrives_it(page: Any, fake: FakeHerald) -> None:
     from playwright.sync_api import expect
 
     # GIVEN the fake API with one dead letter, WHEN an operator signs in
@@ -119,15 +112,19 @@ def test_dashboard_shows_dead_letter_and_redrives_it(
     # API strings are text, never markup: the "<b>" in the message shows literally
     expect(letter).to_contain_text("answered 410 <b>Gone</b>")
     assert page.locator('[data-testid="dead-letters"] b').count() == 0
-    expect(page.get_by_test_id("failure-row")).to_have_count(2)
     expect(page.get_by_test_id("last-refreshed")).not_to_have_text("never")
+    # the operator token spans every organization: jobs need one named
+    expect(page.get_by_test_id("failures-hint")).to_contain_text("name one in the Organization field")
+    page.get_by_label("Organization", exact=True).fill("acme")
+    page.get_by_test_id("org-apply").click()
+    expect(page.get_by_test_id("failure-row")).to_have_count(1)
+    expect(page.get_by_test_id("failure-row")).to_contain_text("webhook_http_410")
+    expect(page.get_by_test_id("failures-hint")).to_be_hidden()
 
     # the token is in session storage only, and every call went under the page's base path
     assert OPERATOR_TOKEN not in page.url
     assert page.evaluate("sessionStorage.getItem('herald.token')") == OPERATOR_TOKEN
-    assert fake.requests and all(
-        path.startswith("/prefix/") for _, path in fake.requests
-    )
+    assert fake.requests and all(path.startswith("/prefix/") for _, path in fake.requests)
     assert not any(OPERATOR_TOKEN in path for _, path in fake.requests)
     page.screenshot(path=str(output_dir() / "dashboard.png"), full_page=True)
 
@@ -154,21 +151,22 @@ def test_dashboard_job_search_pause_and_logout(page: Any, fake: FakeHerald) -> N
     expect(page.get_by_test_id("dead-letter-row")).to_have_count(1)
 
     # clicking a job id looks the job up and shows its record as JSON
-    page.get_by_test_id("dead-letter-row").get_by_role(
-        "button", name="Show job job-dead-0001"
-    ).click()
-    expect(page.get_by_test_id("job-result")).to_contain_text(
-        '"job_id": "job-dead-0001"'
-    )
+    page.get_by_test_id("dead-letter-row").get_by_role("button", name="Show job job-dead-0001").click()
+    expect(page.get_by_test_id("job-result")).to_contain_text('"job_id": "job-dead-0001"')
     expect(page.get_by_test_id("job-result")).to_contain_text('"status": "dead"')
+    assert ("GET", "/prefix/v1/jobs/job-dead-0001?org_id=acme") in fake.requests
 
-    # an unknown id shows the API's message
+    # the operator must name an organization to look a job up by hand
     page.get_by_label("Job id").fill("nope")
     page.get_by_test_id("job-search-submit").click()
-    expect(page.get_by_test_id("job-search-status")).to_contain_text(
-        "No job nope. (not_found)"
-    )
+    expect(page.get_by_test_id("job-search-status")).to_contain_text("This token spans every organization")
     expect(page.get_by_test_id("job-result")).to_be_hidden()
+
+    # an unknown id shows the API's message
+    page.get_by_label("Organization", exact=True).fill("globex")
+    page.get_by_test_id("org-apply").click()
+    page.get_by_test_id("job-search-submit").click()
+    expect(page.get_by_test_id("job-search-status")).to_have_text("No job nope in globex: No job nope. (not_found)")
 
     # pause toggles auto-refresh
     pause = page.get_by_test_id("pause-toggle")
@@ -192,22 +190,20 @@ def test_dashboard_rejected_token_asks_again(page: Any, fake: FakeHerald) -> Non
     sign_in(page, fake, token="not-a-token")
 
     expect(page.get_by_test_id("login")).to_be_visible()
-    expect(page.get_by_test_id("login-message")).to_contain_text(
-        "Missing or unknown bearer token."
-    )
+    expect(page.get_by_test_id("login-message")).to_contain_text("Missing or unknown bearer token.")
     assert page.evaluate("sessionStorage.getItem('herald.token')") is None
 
-    page.get_by_label("API token").fill(OPERATOR_TOKEN)
+    # an admin token acts on its own organization: no organization to name
+    page.get_by_label("API token").fill(ACME_ADMIN_TOKEN)
     page.get_by_test_id("login-submit").click()
     expect(page.get_by_test_id("dead-letter-row")).to_have_count(1)
+    expect(page.get_by_test_id("failure-row")).to_have_count(1)
 
 
 # --------------------------------------------------------------------------- the CLI
 
 
-def run_cli(
-    *args: str, stderr: Any = subprocess.PIPE
-) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, stderr: Any = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
@@ -229,25 +225,26 @@ def test_cli_dlq_redrive_shows_progress_and_exits_0() -> None:
         assert peek.returncode == 0, peek.stderr
         assert "job-dead-0005" in peek.stdout and "provider_timeout" in peek.stdout
 
-        result = run_cli(
-            *connection, "dlq", "redrive", JOBS_QUEUE, "--poll-interval", "0.05"
-        )
+        result = run_cli(*connection, "dlq", "redrive", JOBS_QUEUE, "--poll-interval", "0.05")
 
         assert result.returncode == 0, result.stderr
-        assert (
-            "0/5   0%" in result.stderr
-        )  # the first plain progress line (stderr is no TTY)
+        assert "0/5   0%" in result.stderr  # the first plain progress line (stderr is no TTY)
         assert "[##############################] 5/5 100%" in result.stderr
         assert "\r" not in result.stderr
-        assert (
-            "Redrive rd-0001 completed: moved 5 of 5 dead letters back to"
-            in result.stdout
-        )
+        assert "Redrive rd-0001 completed: moved 5 of 5 dead letters back to" in result.stdout
         assert fake.dlq[JOBS_QUEUE] == []
 
         status = run_cli(*connection, "status")
         assert status.returncode == 0, status.stderr
         assert JOBS_QUEUE in status.stdout and "Health  ok" in status.stdout
+
+        jobs = run_cli(*connection, "jobs", "list", "--org", "acme")
+        assert jobs.returncode == 0, jobs.stderr
+        assert "job-dead-0001" in jobs.stdout and "queued" in jobs.stdout  # redriven
+
+        no_org = run_cli(*connection, "jobs", "list")
+        assert no_org.returncode == 1
+        assert "(org_required)" in no_org.stderr and "--org ORG" in no_org.stderr
 
 
 def test_cli_dlq_redrive_draws_a_bar_on_a_tty() -> None:
@@ -270,9 +267,7 @@ def test_cli_dlq_redrive_draws_a_bar_on_a_tty() -> None:
             follower = -1
             drawn = b""
             deadline = time.monotonic() + 5
-            while (
-                time.monotonic() < deadline and select.select([leader], [], [], 0.2)[0]
-            ):
+            while time.monotonic() < deadline and select.select([leader], [], [], 0.2)[0]:
                 try:
                     chunk = os.read(leader, 65536)
                 except OSError:

@@ -10,6 +10,7 @@ import io
 import json
 import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from herald_cli import client as client_module
 from herald_cli.client import HttpResponse, TransportError, UrllibTransport
 from herald_cli.config import ConfigError, find_stack_file, resolve_settings
 from herald_cli.main import build_parser, main
@@ -115,14 +115,10 @@ class FakeTransport:
         assert url.startswith(API), url
         path = parts.path[len(BASE_PATH) :]
         query = dict(urllib.parse.parse_qsl(parts.query))
-        self.calls.append(
-            Call(method, path, query, headers, json.loads(body) if body else None)
-        )
+        self.calls.append(Call(method, path, query, headers, json.loads(body) if body else None))
         reply = self.routes.get((method, path))
         if reply is None:
-            return HttpResponse(
-                404, json.dumps(error_body("not_found", "no route")).encode()
-            )
+            return HttpResponse(404, json.dumps(error_body("not_found", "no route")).encode())
         if isinstance(reply, list):
             reply = reply.pop(0) if len(reply) > 1 else reply[0]
         if isinstance(reply, Exception):
@@ -257,12 +253,10 @@ def test_connection_options_work_before_or_after_the_command(argv: list[str]) ->
     assert args.timeout == 30.0
 
 
-def test_org_after_a_filtering_command_is_a_filter_not_a_token() -> None:
-    args = build_parser().parse_args(
-        ["--org", "globex", "dlq", "peek", "q", "--org", "acme"]
-    )
-    assert args.org == "globex"  # whose token
-    assert args.org_id == "acme"  # which dead letters
+def test_org_after_the_command_wins_over_org_before_it() -> None:
+    args = build_parser().parse_args(["--org", "globex", "dlq", "peek", "q", "--org", "acme"])
+    assert args.org == "acme"
+    assert build_parser().parse_args(["--org", "globex", "dlq", "peek", "q"]).org == "globex"
 
 
 @pytest.mark.parametrize(
@@ -281,9 +275,7 @@ def test_org_after_a_filtering_command_is_a_filter_not_a_token() -> None:
         ["frobnicate"],
     ],
 )
-def test_usage_errors_exit_2(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     result = run(argv)
     assert result.code == 2
     assert "usage: herald" in capsys.readouterr().err
@@ -306,9 +298,7 @@ def test_stack_json_is_found_in_a_parent_directory(tmp_path: Path) -> None:
 
 def test_stack_json_gives_url_and_operator_token_by_default(tmp_path: Path) -> None:
     write_stack(tmp_path)
-    settings = resolve_settings(
-        api_url=None, token=None, org=None, stack_file=None, env={}, cwd=tmp_path
-    )
+    settings = resolve_settings(api_url=None, token=None, org=None, stack_file=None, env={}, cwd=tmp_path)
     assert settings.api_url == "http://stack.test/api"
     assert settings.token == "op-token"
     assert settings.stack_path == tmp_path / ".herald" / "stack.json"
@@ -317,9 +307,7 @@ def test_stack_json_gives_url_and_operator_token_by_default(tmp_path: Path) -> N
 def test_env_overrides_stack_and_flags_override_env(tmp_path: Path) -> None:
     write_stack(tmp_path)
     env = {"HERALD_API_URL": "http://env.test/", "HERALD_TOKEN": "env-token"}
-    from_env = resolve_settings(
-        api_url=None, token=None, org=None, stack_file=None, env=env, cwd=tmp_path
-    )
+    from_env = resolve_settings(api_url=None, token=None, org=None, stack_file=None, env=env, cwd=tmp_path)
     assert (from_env.api_url, from_env.token) == ("http://env.test", "env-token")
     from_flags = resolve_settings(
         api_url="http://flag.test",
@@ -343,32 +331,27 @@ def test_org_flag_picks_that_orgs_admin_token(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert settings.token == "globex-admin"
-    explicit = resolve_settings(
-        api_url=None, token="flag", org="globex", stack_file=None, env={}, cwd=tmp_path
-    )
+    explicit = resolve_settings(api_url=None, token="flag", org="globex", stack_file=None, env={}, cwd=tmp_path)
     assert explicit.token == "flag"
 
 
-def test_unknown_org_names_the_known_ones(tmp_path: Path) -> None:
+def test_org_without_an_admin_token_keeps_the_operator_token(tmp_path: Path) -> None:
+    # GIVEN a stack.json that lists no token for initech
     write_stack(tmp_path)
-    with pytest.raises(
-        ConfigError, match=r"no admin token for org 'initech'.*acme, globex"
-    ):
-        resolve_settings(
-            api_url=None,
-            token=None,
-            org="initech",
-            stack_file=None,
-            env={},
-            cwd=tmp_path,
-        )
+    # WHEN acting on initech THEN the operator token is used (the command sends org_id=initech)
+    settings = resolve_settings(api_url=None, token=None, org="initech", stack_file=None, env={}, cwd=tmp_path)
+    assert settings.token == "op-token"
+
+
+def test_org_with_no_token_at_all_names_the_known_orgs(tmp_path: Path) -> None:
+    write_stack(tmp_path, operator_token=None)
+    with pytest.raises(ConfigError, match=r"no token for org 'initech'.*no admin token for it \(orgs: acme, globex\)"):
+        resolve_settings(api_url=None, token=None, org="initech", stack_file=None, env={}, cwd=tmp_path)
 
 
 def test_explicit_stack_file(tmp_path: Path) -> None:
     path = write_stack(tmp_path / "elsewhere", api_url="http://other.test")
-    settings = resolve_settings(
-        api_url=None, token=None, org="acme", stack_file=str(path), env={}, cwd=tmp_path
-    )
+    settings = resolve_settings(api_url=None, token=None, org="acme", stack_file=str(path), env={}, cwd=tmp_path)
     assert (settings.api_url, settings.token) == ("http://other.test", "acme-admin")
 
 
@@ -376,14 +359,12 @@ def test_explicit_stack_file(tmp_path: Path) -> None:
     ("argv", "setup", "message"),
     [
         (["status"], None, "no API URL"),
-        (["--api-url", API, "--org", "acme", "status"], None, "--org picks a token"),
+        (["--api-url", API, "--org", "acme", "status"], None, "no token for org 'acme': no .herald/stack.json"),
         (["--stack", "missing.json", "status"], None, "no such file"),
         (["status"], "not json", "is not valid JSON"),
     ],
 )
-def test_configuration_errors_exit_2(
-    tmp_path: Path, argv: list[str], setup: str | None, message: str
-) -> None:
+def test_configuration_errors_exit_2(tmp_path: Path, argv: list[str], setup: str | None, message: str) -> None:
     if setup is not None:
         (tmp_path / ".herald").mkdir()
         (tmp_path / ".herald" / "stack.json").write_text(setup)
@@ -394,9 +375,7 @@ def test_configuration_errors_exit_2(
 
 
 def test_missing_token_exits_2_before_calling_a_protected_route(tmp_path: Path) -> None:
-    result = run(
-        ["jobs", "list"], cwd=tmp_path, with_url=False, env={"HERALD_API_URL": API}
-    )
+    result = run(["jobs", "list"], cwd=tmp_path, with_url=False, env={"HERALD_API_URL": API})
     assert result.code == 2
     assert "error: no token" in result.err
 
@@ -470,18 +449,14 @@ def test_progress_on_a_tty_redraws_one_line() -> None:
     assert text.count("\n") == 1 and text.endswith("\n")
     frames = text.split("\r")[1:]
     assert frames[0].startswith("[----------] 0/500   0%")
-    assert frames[1].startswith(
-        "[#####-----] 250/500  50%  25.0 msg/s  ETA 10s  running"
-    )
+    assert frames[1].startswith("[#####-----] 250/500  50%  25.0 msg/s  ETA 10s  running")
     assert frames[2].startswith("[##########] 500/500 100%  25.0 msg/s  completed")
 
 
 def test_progress_without_a_tty_prints_plain_lines_at_most_every_interval() -> None:
     stream = io.StringIO()
     now = [0.0]
-    reporter = ProgressReporter(
-        stream, is_tty=False, clock=lambda: now[0], min_interval=2.0, width=10
-    )
+    reporter = ProgressReporter(stream, is_tty=False, clock=lambda: now[0], min_interval=2.0, width=10)
     for t, moved in [(0.0, 0), (1.0, 10), (2.5, 20), (3.0, 30), (5.0, 30)]:
         now[0] = t
         reporter.update({"status": "running", "moved": moved, "to_move": 40})
@@ -513,7 +488,7 @@ def test_status_shows_health_and_queue_table() -> None:
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0] == f"API     {API}"
-    assert lines[1] == "Health  ok  (queues: ok, tables: ok)"
+    assert lines[1] == "Health  ok  (2 checks ok)"
     assert lines[3].split() == [
         "QUEUE",
         "VISIBLE",
@@ -551,7 +526,7 @@ def test_status_degraded_still_shows_queues_and_exits_1() -> None:
     }
     result = run(["status"], routes)
     assert result.code == 1
-    assert "Health  degraded  (queues: ok, tables: failing)" in result.out
+    assert "Health  degraded  (failing: tables: failing)" in result.out
     assert "herald-local-jobs" in result.out
 
 
@@ -594,13 +569,9 @@ def test_validation_details_are_listed() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("status", "code"), [(401, "unauthorized"), (403, "forbidden")]
-)
+@pytest.mark.parametrize(("status", "code"), [(401, "unauthorized"), (403, "forbidden")])
 def test_auth_errors_exit_4_with_a_hint(status: int, code: str) -> None:
-    routes: dict[tuple[str, str], Reply | list[Reply]] = {
-        ("GET", "/v1/jobs"): (status, error_body(code, "Nope."))
-    }
+    routes: dict[tuple[str, str], Reply | list[Reply]] = {("GET", "/v1/jobs"): (status, error_body(code, "Nope."))}
     result = run(["jobs", "list"], routes)
     assert result.code == 4
     assert result.err.splitlines() == [
@@ -615,16 +586,11 @@ def test_unreachable_api_exits_3() -> None:
     }
     result = run(["jobs", "list"], routes)
     assert result.code == 3
-    assert (
-        result.err
-        == f"error: cannot reach the API at {API}: [Errno 111] Connection refused\n"
-    )
+    assert result.err == f"error: cannot reach the API at {API}: [Errno 111] Connection refused\n"
 
 
 def test_non_json_gateway_error_is_reported_plainly() -> None:
-    routes: dict[tuple[str, str], Reply | list[Reply]] = {
-        ("GET", "/v1/jobs"): (502, b"<html>Bad Gateway</html>")
-    }
+    routes: dict[tuple[str, str], Reply | list[Reply]] = {("GET", "/v1/jobs"): (502, b"<html>Bad Gateway</html>")}
     result = run(["jobs", "list"], routes)
     assert result.code == 1
     assert result.err.startswith("error: HTTP 502 Bad Gateway")
@@ -645,12 +611,8 @@ def test_jobs_list_table_and_more_hint() -> None:
         "items": [job("j-2"), job("j-1", status="completed", error=None, attempts=1)],
         "next_cursor": "c2",
     }
-    routes: dict[tuple[str, str], Reply | list[Reply]] = {
-        ("GET", "/v1/jobs"): (200, page)
-    }
-    result = run(
-        ["jobs", "list", "--status", "dead", "--type", "sms", "--limit", "2"], routes
-    )
+    routes: dict[tuple[str, str], Reply | list[Reply]] = {("GET", "/v1/jobs"): (200, page)}
+    result = run(["jobs", "list", "--status", "dead", "--type", "sms", "--limit", "2"], routes)
     assert result.code == 0
     assert result.transport.calls[0].query == {
         "status": "dead",
@@ -695,11 +657,36 @@ def test_jobs_show_escapes_the_id_and_prints_fields() -> None:
     assert 'result        {"sent": 1}' in lines
 
 
+def test_jobs_commands_name_the_org_for_the_operator() -> None:
+    routes: dict[tuple[str, str], Reply | list[Reply]] = {
+        ("GET", "/v1/jobs/j-1"): (200, job("j-1")),
+        ("DELETE", "/v1/jobs/j-1"): (200, job("j-1", status="cancelled")),
+        ("GET", "/v1/jobs"): (200, {"items": [], "next_cursor": None}),
+    }
+    for argv in (["jobs", "show", "j-1"], ["jobs", "cancel", "j-1"], ["jobs", "list"]):
+        result = run([*argv, "--org", "globex"], routes)
+        assert result.code == 0, result.err
+        assert result.transport.calls[0].query == {"org_id": "globex"}
+
+
+def test_org_required_error_hints_at_org() -> None:
+    body = error_body(
+        "org_required",
+        "The operator must name the organization: pass org_id.",
+        details=[{"field": "org_id", "problem": "is required for the operator token"}],
+    )
+    result = run(["jobs", "list"], {("GET", "/v1/jobs"): (400, body)})
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        "error: The operator must name the organization: pass org_id. (org_required)",
+        "  org_id: is required for the operator token",
+        "hint: the operator token spans every organization: name one with --org ORG",
+    ]
+
+
 def test_jobs_show_json_is_the_record() -> None:
     record = job("j-1")
-    result = run(
-        ["--json", "jobs", "show", "j-1"], {("GET", "/v1/jobs/j-1"): (200, record)}
-    )
+    result = run(["--json", "jobs", "show", "j-1"], {("GET", "/v1/jobs/j-1"): (200, record)})
     assert json.loads(result.out) == record
 
 
@@ -807,10 +794,7 @@ def test_dlq_redrive_polls_until_completed_with_progress() -> None:
     assert result.sleeps == [0.5, 0.5]
     assert "\r[###############---------------] 2/4  50%" in result.err
     assert "\r[##############################] 4/4 100%" in result.err
-    assert (
-        result.out
-        == "Redrive rd-1 completed: moved 4 of 4 dead letters back to herald-local-jobs.\n"
-    )
+    assert result.out == "Redrive rd-1 completed: moved 4 of 4 dead letters back to herald-local-jobs.\n"
 
 
 def test_dlq_redrive_json_prints_only_the_final_state_on_stdout() -> None:
@@ -847,10 +831,7 @@ def test_dlq_redrive_that_fails_exits_1() -> None:
     }
     result = run(["dlq", "redrive", "herald-local-jobs"], routes)
     assert result.code == 1
-    assert (
-        result.err.splitlines()[-1]
-        == "error: redrive rd-1 failed: Access denied (sqs_error)"
-    )
+    assert result.err.splitlines()[-1] == "error: redrive rd-1 failed: Access denied (sqs_error)"
 
 
 def test_dlq_redrive_dry_run_moves_nothing() -> None:
@@ -877,10 +858,7 @@ def test_dlq_redrive_dry_run_moves_nothing() -> None:
         "dry_run": True,
     }
     assert len(result.transport.calls) == 1
-    assert (
-        result.out
-        == "Dry run: 3 dead letters in herald-local-jobs match; nothing moved.\n"
-    )
+    assert result.out == "Dry run: 3 dead letters in herald-local-jobs match; nothing moved.\n"
 
 
 def test_dlq_redrive_no_wait_prints_the_id() -> None:
@@ -890,9 +868,7 @@ def test_dlq_redrive_no_wait_prints_the_id() -> None:
             {"redrive_id": "rd-9", "status": "running", "moved": 0, "to_move": 3},
         )
     }
-    result = run(
-        ["dlq", "redrive", "herald-local-jobs", "--job-id", "j-1", "--no-wait"], routes
-    )
+    result = run(["dlq", "redrive", "herald-local-jobs", "--job-id", "j-1", "--no-wait"], routes)
     assert result.code == 0
     assert result.out == "rd-9\n"
     assert result.transport.calls[0].body == {"job_id": "j-1"}
@@ -964,7 +940,7 @@ def test_urllib_transport_turns_connection_failures_into_transport_errors(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
 
-    monkeypatch.setattr(client_module.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
     with pytest.raises(TransportError, match="Connection refused"):
         UrllibTransport()("GET", "http://127.0.0.1:9/health", {}, None, 1.0)
 
@@ -977,12 +953,8 @@ def test_urllib_transport_returns_http_errors_as_responses(
     def not_found(request: Any, timeout: float) -> Any:
         assert request.get_method() == "DELETE"
         assert request.get_header("Authorization") == "Bearer t"
-        raise urllib.error.HTTPError(
-            request.full_url, 404, "Not Found", {}, io.BytesIO(body)
-        )  # type: ignore[arg-type]
+        raise urllib.error.HTTPError(request.full_url, 404, "Not Found", {}, io.BytesIO(body))  # type: ignore[arg-type]
 
-    monkeypatch.setattr(client_module.urllib.request, "urlopen", not_found)
-    response = UrllibTransport()(
-        "DELETE", "http://h/v1/jobs/x", {"Authorization": "Bearer t"}, None, 1.0
-    )
+    monkeypatch.setattr(urllib.request, "urlopen", not_found)
+    response = UrllibTransport()("DELETE", "http://h/v1/jobs/x", {"Authorization": "Bearer t"}, None, 1.0)
     assert (response.status, response.body) == (404, body)

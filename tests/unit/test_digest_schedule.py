@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,6 +14,7 @@ from chalicelib.digests.schedule import (
     SCHEDULE_EXPRESSION,
     TICK_MINUTES,
     DigestTime,
+    DigestTimes,
     Kind,
     digest_times,
     due_recipients,
@@ -25,8 +27,8 @@ from chalicelib.digests.schedule import (
 )
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def ticks(start: datetime, end: datetime) -> Iterator[datetime]:
@@ -69,9 +71,7 @@ def test_schedule_ticks_every_quarter_hour() -> None:
         ("Asia/Kathmandu", utc(2026, 1, 15), utc(2026, 1, 15, 1, 15)),  # UTC+5:45
     ],
 )
-def test_daily_digest_is_due_at_0700_local_on_exactly_one_tick(
-    tz: str, day: datetime, expected: datetime
-) -> None:
+def test_daily_digest_is_due_at_0700_local_on_exactly_one_tick(tz: str, day: datetime, expected: datetime) -> None:
     # GIVEN a recipient in tz, WHEN the scheduler ticks all UTC day, THEN only 07:00 local fires.
     assert due_ticks("daily", tz, day, day + timedelta(days=1)) == [expected]
 
@@ -90,14 +90,12 @@ def test_us_dst_transition_days_give_exactly_one_daily_digest(tz: str, dst_day: 
 
 def test_new_york_dst_days_fire_at_expected_utc_instants() -> None:
     assert due_ticks("daily", "America/New_York", utc(2026, 3, 8), utc(2026, 3, 9)) == [utc(2026, 3, 8, 11)]
-    assert due_ticks("daily", "America/New_York", utc(2026, 11, 1), utc(2026, 11, 2)) == [
-        utc(2026, 11, 1, 12)
-    ]
+    assert due_ticks("daily", "America/New_York", utc(2026, 11, 1), utc(2026, 11, 2)) == [utc(2026, 11, 1, 12)]
 
 
 def test_target_in_spring_forward_gap_fires_once_when_clocks_jump() -> None:
     # GIVEN an org that wants its daily digest at 02:30, a time New York skips on 2026-03-08,
-    times = {"daily": DigestTime("daily", 2, 30)}
+    times: DigestTimes = {"daily": DigestTime("daily", 2, 30)}
     # THEN it goes out once, at 03:00 EDT (07:00Z), the first instant after 02:30 local.
     due = due_ticks("daily", "America/New_York", utc(2026, 3, 8), utc(2026, 3, 9), times=times)
     assert due == [utc(2026, 3, 8, 7, 0)]
@@ -106,7 +104,7 @@ def test_target_in_spring_forward_gap_fires_once_when_clocks_jump() -> None:
 
 def test_target_in_half_hour_gap_lord_howe() -> None:
     # Lord Howe moves its clocks by 30 minutes: 02:00 -> 02:30 on 2026-10-04.
-    times = {"daily": DigestTime("daily", 2, 15)}
+    times: DigestTimes = {"daily": DigestTime("daily", 2, 15)}
     assert fire_at("daily", "Australia/Lord_Howe", date(2026, 10, 4), times) == utc(2026, 10, 3, 15, 30)
 
 
@@ -188,7 +186,7 @@ def test_invalid_digest_times_are_refused(kwargs: dict[str, object]) -> None:
 
 def test_clock_must_be_aware_and_zone_known() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        is_due("daily", "America/Chicago", datetime(2026, 1, 15, 13))  # noqa: DTZ001
+        is_due("daily", "America/Chicago", datetime(2026, 1, 15, 13))
     with pytest.raises(ValueError, match="unknown time zone"):
         is_due("daily", "Mars/Olympus_Mons", utc(2026, 1, 15, 13))
     assert is_valid_timezone("America/Chicago")
@@ -240,15 +238,13 @@ def test_period_window_on_dst_days_is_23_or_25_hours_so_digests_tile() -> None:
 
 
 @pytest.mark.parametrize("kind", ["daily", "weekly", "monthly"])
-def test_consecutive_windows_meet_exactly_all_year(
-    kind: Kind, new_york_2026: dict[Kind, list[datetime]]
-) -> None:
+def test_consecutive_windows_meet_exactly_all_year(kind: Kind, new_york_2026: dict[Kind, list[datetime]]) -> None:
     # GIVEN every firing of 2026 in New York, THEN each window starts where the previous ended:
     # no notification is counted twice or missed, DST or not.
     due = new_york_2026[kind]
     assert len(due) == {"daily": 365, "weekly": 52, "monthly": 12}[kind]
     windows = [period_window(kind, "America/New_York", t) for t in due]
-    assert all(prev[1] == cur[0] for prev, cur in zip(windows, windows[1:], strict=False))
+    assert all(prev[1] == cur[0] for prev, cur in pairwise(windows))
 
 
 def test_due_recipients_selects_subscribed_and_due() -> None:

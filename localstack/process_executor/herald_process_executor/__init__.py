@@ -13,7 +13,7 @@ class ProcessRuntimeExecutorPlugin(RuntimeExecutorPlugin):
 
     name = "process"
 
-    def load(self, *args, **kwargs):
+    def load(self, *args: object, **kwargs: object) -> type:
         from herald_process_executor.executor import ProcessRuntimeExecutor
 
         return ProcessRuntimeExecutor

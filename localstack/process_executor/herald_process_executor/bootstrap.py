@@ -189,9 +189,7 @@ def load_handler(spec: str) -> Callable[[Any, Any], Any]:
     try:
         module = importlib.import_module(module_name.replace("/", "."))
     except ImportError as e:
-        raise Fault(
-            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {e}"
-        ) from None
+        raise Fault("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {e}") from None
     except SyntaxError as e:
         raise Fault(
             "Runtime.UserCodeSyntaxError",
@@ -278,9 +276,7 @@ def run_invocation(handler: Callable[[Any, Any], Any], request: dict[str, Any]) 
         try:
             body, failed = to_json(result), False
         except (TypeError, ValueError) as e:
-            body = error_body(
-                "Runtime.MarshalError", f"Unable to marshal response: {e}", [], request_id
-            )
+            body = error_body("Runtime.MarshalError", f"Unable to marshal response: {e}", [], request_id)
     except SystemExit as e:
         # AWS: the runtime process exits and the invoke fails with Runtime.ExitError. Report the
         # logs so far, then exit for real; the executor sees the exit and answers the invoke.

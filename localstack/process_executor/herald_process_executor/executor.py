@@ -76,10 +76,7 @@ def runtime_interpreters() -> dict[str, str]:
 @functools.lru_cache
 def interpreter_version(interpreter: str) -> str:
     """Ask the interpreter for its ``major.minor`` once (failures raise, so are not cached)."""
-    probe = (
-        "import sys, importlib.util as u;"
-        "print('%d.%d' % sys.version_info[:2], bool(u.find_spec('boto3')))"
-    )
+    probe = "import sys, importlib.util as u;print('%d.%d' % sys.version_info[:2], bool(u.find_spec('boto3')))"
     try:
         run = subprocess.run([interpreter, "-c", probe], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as e:
@@ -105,9 +102,7 @@ def resolve_interpreter(runtime: str | None) -> str:
         raise LambdaRuntimeException(f"No interpreter for runtime {runtime} in {RUNTIMES_ENV}")
     expected, actual = runtime.removeprefix("python"), interpreter_version(interpreter)
     if actual != expected:
-        raise LambdaRuntimeException(
-            f"Runtime {runtime} needs Python {expected}, but {interpreter} is Python {actual}"
-        )
+        raise LambdaRuntimeException(f"Runtime {runtime} needs Python {expected}, but {interpreter} is Python {actual}")
     return interpreter
 
 
@@ -135,7 +130,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
     def __init__(self, id: str, function_version: FunctionVersion) -> None:
         super().__init__(id=id, function_version=function_version)
         self.endpoint = ProcessEndpoint(id, container_address="127.0.0.1", container_port=None)
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.pump: threading.Thread | None = None
         self.argv: list[str] = []
         self.env: dict[str, str] = {}
@@ -192,7 +187,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             tail = "\n".join(list(self.output)[-20:])
             raise LambdaRuntimeException(f"Runtime exited with code {code} before ready:\n{tail}")
 
-    def _wait(self, future: Future, deadline: float = math.inf) -> tuple[str, Any]:
+    def _wait(self, future: Future[Any], deadline: float = math.inf) -> tuple[str, Any]:
         """Wait for ``future`` while watching the process.
 
         Returns ("done", result), ("exited", exit code) or ("timeout", None).
@@ -208,7 +203,8 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                 if time.monotonic() >= deadline:
                     return "timeout", None
 
-    def _pump(self, process: subprocess.Popen) -> None:
+    def _pump(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
         for raw in process.stdout:
             with self.output_lock:
                 self.output.append(raw.decode("utf-8", "replace").rstrip("\n"))
@@ -247,7 +243,8 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             self._kill()  # killed by a timeout or exited: reset, like the RIE (a cold start)
             self._spawn()
         invoke_id, timeout = payload["invoke-id"], float(self.function_version.config.timeout)
-        self.endpoint.invocation_future = future = Future()
+        future: Future[InvocationResult] = Future()
+        self.endpoint.invocation_future = future
         self.endpoint.logs = None
         mark, started = self.output_count, time.monotonic()
         body = {**payload, "deadline-ms": int((time.time() + timeout) * 1000)}
@@ -270,22 +267,18 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         if value > 0:
             reason = f"Runtime exited with error: exit status {value}"
         elif value < 0:  # worded like AWS's (Go) "signal: killed"
-            reason = f"Runtime exited with error: signal: {signal.strsignal(-value).lower()}"
+            reason = f"Runtime exited with error: signal: {(signal.strsignal(-value) or str(-value)).lower()}"
         else:
             reason = "Runtime exited without providing a reason"
         return self._failure(invoke_id, "Runtime.ExitError", reason, mark, started)
 
-    def _failure(
-        self, invoke_id: str, error_type: str, reason: str, mark: int, started: float
-    ) -> InvocationResult:
+    def _failure(self, invoke_id: str, error_type: str, reason: str, mark: int, started: float) -> InvocationResult:
         """Error result and logs, shaped as AWS's, for an invocation the runtime did not finish."""
         logs = self.endpoint.logs  # the runtime reports its logs before it exits on sys.exit
         if logs is None:
             with self.output_lock:
                 count = min(self.output_count - mark, len(self.output))
-                logs = "".join(
-                    f"{line}\n" for line in list(self.output)[len(self.output) - count :]
-                )
+                logs = "".join(f"{line}\n" for line in list(self.output)[len(self.output) - count :])
         if error_type == "Sandbox.Timedout":
             logs += f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%f}"[:-3] + f"Z {invoke_id} {reason}\n"
         else:

@@ -19,7 +19,6 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
@@ -28,9 +27,7 @@ ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
-) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll until ``predicate()`` is truthy; return its value, or fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -126,9 +123,7 @@ def make_function(lambda_client: Any, cleanup: Callable[..., None]) -> Callable[
 @pytest.fixture
 def invoke(lambda_client: Any) -> Callable[..., Invoked]:
     def call(name: str, event: Any = None) -> Invoked:
-        response = lambda_client.invoke(
-            FunctionName=name, Payload=json.dumps(event or {}), LogType="Tail"
-        )
+        response = lambda_client.invoke(FunctionName=name, Payload=json.dumps(event or {}), LogType="Tail")
         raw = response["Payload"].read()
         return Invoked(
             payload=json.loads(raw) if raw else None,
@@ -145,9 +140,7 @@ def make_queue(local_cloud: Any, cleanup: Callable[..., None]) -> Callable[..., 
     sqs = local_cloud.client("sqs")
 
     def make(attributes: dict[str, str] | None = None) -> tuple[str, str]:
-        url = sqs.create_queue(
-            QueueName=f"hx-exec-{uuid.uuid4().hex[:10]}", Attributes=attributes or {}
-        )["QueueUrl"]
+        url = sqs.create_queue(QueueName=f"hx-exec-{uuid.uuid4().hex[:10]}", Attributes=attributes or {})["QueueUrl"]
         cleanup(sqs.delete_queue, QueueUrl=url)
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         return url, arn["Attributes"]["QueueArn"]

@@ -259,9 +259,7 @@ def test_sqs_partial_batch_failure_retries_only_the_failed_message_then_dlq(
     seen: list[str] = []
 
     def drain_audit() -> None:
-        while messages := sqs.receive_message(
-            QueueUrl=audit_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-        ).get("Messages"):
+        while messages := sqs.receive_message(QueueUrl=audit_url, MaxNumberOfMessages=10).get("Messages"):
             for message in messages:
                 seen.append(message["Body"])
                 sqs.delete_message(QueueUrl=audit_url, ReceiptHandle=message["ReceiptHandle"])
