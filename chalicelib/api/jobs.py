@@ -6,7 +6,7 @@ from typing import Any
 
 from chalicelib import netguard
 from chalicelib.api.http import Call
-from chalicelib.api.schema import F, query_int, validate
+from chalicelib.api.schema import F, check_object, query_int
 from chalicelib.errors import ApiError, FatalError, FieldProblem, RetryableError, ValidationError
 from chalicelib.jobs.model import PRIORITIES, STATUSES
 from chalicelib.jobs.service import NewJob
@@ -34,19 +34,24 @@ def _no_resolve(host: str, port: int) -> list[str]:
 
 def create_job(call: Call) -> tuple[int, Any]:
     org_id = call.org_scope()
-    body = validate(call.body, JOB_FIELDS + ([F("org_id")] if call.principal.is_operator else []))
-    job_type = body["type"]
-    if job_type not in PAYLOADS:
-        raise ValidationError([FieldProblem("type", f"must be one of: {', '.join(PAYLOADS)}")], "Unknown job type.")
-    problems = payload_problems(job_type, body["payload"])
+    fields = JOB_FIELDS + ([F("org_id")] if call.principal.is_operator else [])
+    problems = check_object(call.body, fields)
+    body = call.body if isinstance(call.body, dict) else {}
+    job_type = body.get("type")
+    if isinstance(job_type, str) and job_type not in PAYLOADS:
+        problems.append(FieldProblem("type", f"must be one of: {', '.join(PAYLOADS)}"))
+    elif isinstance(job_type, str) and isinstance(body.get("payload"), dict):
+        problems += payload_problems(job_type, body["payload"])
     if problems:
-        raise ValidationError(problems)
+        raise ValidationError(problems[:50])
     svc = services()
     if job_type == "webhook":
         try:
             netguard.check_url(body["payload"]["url"], svc.settings.allow_private_targets, _no_resolve)
         except FatalError as err:
-            raise ValidationError([FieldProblem("payload.url", err.message)], "The webhook target is not allowed.") from None
+            raise ValidationError(
+                [FieldProblem("payload.url", err.message)], "The webhook target is not allowed."
+            ) from None
         except RetryableError:
             pass  # a host name: resolved and vetted at delivery time (DNS answers change)
     job, created = svc.jobs.enqueue(
@@ -84,7 +89,9 @@ def cancel_job(call: Call) -> tuple[int, Any]:
     except NotFound:
         raise ApiError(404, "not_found", "No such job.") from None
     except Conflict as err:
-        raise ApiError(409, "conflict", f"The job is {err.job.status}; only scheduled or queued jobs can be cancelled.") from None
+        raise ApiError(
+            409, "conflict", f"The job is {err.job.status}; only scheduled or queued jobs can be cancelled."
+        ) from None
     return 200, job.to_api()
 
 

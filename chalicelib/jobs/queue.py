@@ -53,6 +53,28 @@ class JobQueue:
         )
         return str(response["MessageId"])
 
+    def queue_url(self, priority: str) -> str:
+        return self.url_of(self._settings.queue_name(priority))
+
+    def batch_entry(self, job: Job, entry_id: str) -> dict[str, Any]:
+        """The message `send` would send, as one SendMessageBatch entry (fan-outs send ten per
+        call). The caller groups entries by `job.priority`'s queue (`queue_url`)."""
+        envelope = Envelope(
+            job_id=job.job_id,
+            org_id=job.org_id,
+            type=job.type,
+            run_at=job.run_at,
+            correlation_id=job.correlation_id,
+            attempt=job.attempts,
+        )
+        return {
+            "Id": entry_id,
+            "MessageBody": envelope.to_json(),
+            "DelaySeconds": self.delay_for(job.run_at),
+            "MessageGroupId": job.org_id,
+            "MessageAttributes": _attributes(job.org_id, job.type, job.job_id),
+        }
+
     def dead_letter(self, priority: str, body: str, attributes: dict[str, str]) -> str:
         """Put a message on the priority's DLQ (a fatal error: no point in more receives).
 

@@ -12,7 +12,9 @@ A handler that raises `Deferred` (not now: quiet hours, a throughput cap) puts i
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -36,6 +38,16 @@ EARLY_TOLERANCE_S = 1.0
 MAX_BACKOFF_S = 43_200
 
 Handler = Callable[[Job], "dict[str, Any] | None"]
+
+# When the running Lambda invocation ends (time.monotonic()), for handlers that split long work
+# across invocations (the digest fan-out); None outside a worker invocation (tests, scripts).
+_INVOCATION_DEADLINE: ContextVar[float | None] = ContextVar("invocation_deadline", default=None)
+
+
+def invocation_time_left() -> float | None:
+    """Seconds left in the current worker invocation, or None when not known."""
+    deadline = _INVOCATION_DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()
 
 
 class RetryLater(Exception):
@@ -78,12 +90,17 @@ class Worker:
         # A fully failed batch must stay a partial response naming every failed message, not
         # an exception that makes SQS retry the batch as a whole.
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        return process_partial_response(
-            event=event,
-            record_handler=lambda record: self.process(record, priority),
-            processor=processor,
-            context=context,
-        )
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        token = _INVOCATION_DEADLINE.set(time.monotonic() + remaining_ms() / 1000 if callable(remaining_ms) else None)
+        try:
+            return process_partial_response(
+                event=event,
+                record_handler=lambda record: self.process(record, priority),
+                processor=processor,
+                context=context,
+            )
+        finally:
+            _INVOCATION_DEADLINE.reset(token)
 
     def process(self, record: SQSRecord, priority: str) -> Outcome:
         body = record.body or ""

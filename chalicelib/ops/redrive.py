@@ -538,9 +538,13 @@ class RedriveService:
                 ).get("Messages", [])
                 if not messages:
                     return "complete"
-                for message in messages:
-                    if not visit(message):
-                        held.append(message["ReceiptHandle"])
+                unvisited = [str(m["ReceiptHandle"]) for m in messages]
+                try:
+                    for message in messages:
+                        if visit(message):
+                            unvisited.remove(message["ReceiptHandle"])
+                finally:  # also when `visit` raised: nothing received stays hidden
+                    held.extend(unvisited)
             return "done"
         finally:
             self._release(url, held)

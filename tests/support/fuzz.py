@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,11 +68,13 @@ class Tally:
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, label: str, status: int) -> None:
-        self.statuses[(label, status)] += 1
-        if status >= 500:
-            self.server_errors.append(f"{label} -> {status}")
+        with self._lock:
+            self.statuses[(label, status)] += 1
+            if status >= 500:
+                self.server_errors.append(f"{label} -> {status}")
 
     @property
     def cases(self) -> int:
@@ -108,8 +112,10 @@ def fuzz_operation(
     send: Callable[[Case], Any],
     tally: Tally,
     max_examples: int,
+    workers: int = 1,
 ) -> None:
-    """Run `max_examples` generated requests (positive and negative) against one operation."""
+    """Run about `max_examples` generated requests (positive and negative) against one operation,
+    from `workers` threads at once (each its own Hypothesis run) when the target is remote."""
     operation = schema[path][method]
     label = f"{method} {path}"
     strategy = operation.as_strategy(generation_mode=GenerationMode.POSITIVE) | operation.as_strategy(
@@ -118,7 +124,7 @@ def fuzz_operation(
 
     @given(case=strategy)
     @settings(
-        max_examples=max_examples,
+        max_examples=max(1, -(-max_examples // workers)),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
@@ -128,7 +134,14 @@ def fuzz_operation(
         tally.record(label, response.status_code)
         case.validate_response(response, checks=CHECKS)
 
-    run()
+    if workers == 1:
+        run()
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run) for _ in range(workers)]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
 
 
 @contextmanager

@@ -89,7 +89,7 @@ class OpsHarness:
         self.invocations: list[str] = []
         self.failures: dict[str, Exception] = {}
         self.delivered: list[str] = []
-        self.queue_ops = QueueOps(self.sqs, svc.queue, svc.ledger, svc.settings, lambda: svc.sqs and _cloudwatch())
+        self.queue_ops = QueueOps(self.sqs, svc.queue, svc.ledger, svc.settings, _cloudwatch)
         self.redrives = RedriveService(
             RedriveStore(svc.ddb, svc.settings.table_name),
             svc.store,

@@ -52,6 +52,7 @@ LOG = logging.getLogger(__name__)
 RUNTIMES_ENV = "HERALD_LAMBDA_RUNTIMES"
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 OUTPUT_LINES_KEPT = 5000
+DYNAMODB_ENDPOINT = os.environ.get("HERALD_DYNAMODB_ENDPOINT", "")
 POLL_SECONDS = 0.05  # how often a wait looks at the process; a result returns at once anyway
 
 # All runtime processes are forked from this one long-lived thread: the bootstrap arms
@@ -152,6 +153,10 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             "LANG": "C.UTF-8",
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            # This local cloud's DynamoDB is DynamoDB Local, beside LocalStack (whose own DynamoDB
+            # cannot run here): point functions at it as LocalStack points them at itself. A
+            # function's own AWS_ENDPOINT_URL_DYNAMODB (in env_vars) still wins.
+            **({"AWS_ENDPOINT_URL_DYNAMODB": DYNAMODB_ENDPOINT} if DYNAMODB_ENDPOINT else {}),
             **{k: str(v) for k, v in env_vars.items()},  # LocalStack passes some ints
             "LAMBDA_TASK_ROOT": str(config_.code.get_unzipped_code_location()),
             "LAMBDA_RUNTIME_DIR": str(BOOTSTRAP.parent),

@@ -1,0 +1,127 @@
+"""API fuzzing of the deployed local stack, driven by the document it serves (GET /openapi.json).
+
+Thousands of Schemathesis-generated requests (valid and invalid) across every built route, with a
+member or admin token as the route needs: no 5xx, every status documented, every body and
+content type as documented. The budget is split evenly over the operations:
+HERALD_FUZZ_CASES in total (default 2,000, about 3 minutes; 20,000 with HERALD_SOAK=1).
+
+The requests act as a throwaway organization of their own (tokens seeded here, removed after),
+so whatever they create, rotate or cancel belongs to nobody else; what is still pending at the
+end is cancelled. Redrives are forced to dry runs: a real one would hold its queue's redrive lock
+against other tests sharing the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from chalicelib.auth import Principal, TokenStore, hash_token, new_token
+from chalicelib.config import Settings
+from chalicelib.ddb import to_item
+from tests.support.api import Api
+from tests.support.cloud import LocalCloud
+from tests.support.fuzz import (
+    NOT_BUILT,
+    Tally,
+    app_routes,
+    documented,
+    fuzz_operation,
+    load_document,
+    load_schema,
+    report,
+    role_of,
+)
+
+pytestmark = pytest.mark.reliability
+
+SOAK = os.environ.get("HERALD_SOAK") == "1"
+TOTAL_CASES = int(os.environ.get("HERALD_FUZZ_CASES") or (20_000 if SOAK else 2_000))
+MIN_PER_OPERATION = 25
+WORKERS = int(os.environ.get("HERALD_FUZZ_WORKERS") or 4)  # concurrent requests per operation
+OPERATIONS = documented(load_document())
+REDRIVE = ("POST", "/v1/admin/queues/{name}/redrive")
+
+
+def _per_operation() -> int:
+    built = [op for op in OPERATIONS if op in app_routes()]
+    return max(MIN_PER_OPERATION, TOTAL_CASES // max(len(built), 1))
+
+
+@pytest.fixture(scope="module")
+def served(stack: dict[str, Any]) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{stack['api_url']}/openapi.json", timeout=30) as response:
+        return dict(json.load(response))
+
+
+@pytest.fixture(scope="module")
+def fuzz_org(stack: dict[str, Any], local_cloud: LocalCloud) -> Iterator[dict[str, str]]:
+    """A member and an admin token of a fresh organization, seeded hashed like the demo ones."""
+    org_id = f"fuzz-{uuid.uuid4().hex[:10]}"
+    table = Settings.from_env({"HERALD_STAGE": "local"}).table_name
+    ddb = local_cloud.client("dynamodb")
+    tokens = {role: new_token() for role in ("member", "admin")}
+    store = TokenStore(ddb, table)
+    for role, token in tokens.items():
+        store.put(token, Principal(role=role, org_id=org_id), name=f"{org_id} fuzz {role}")
+    yield {"org_id": org_id, **tokens}
+    _cancel_pending(Api(stack["api_url"], tokens["member"]))
+    for token in tokens.values():
+        ddb.delete_item(TableName=table, Key=to_item({"pk": f"TOKEN#{hash_token(token)}", "sk": "TOKEN"}))
+
+
+def _cancel_pending(api: Api) -> None:
+    for status in ("scheduled", "queued"):
+        for _ in range(50):  # pages
+            page = api.get(f"/v1/jobs?status={status}&limit=100")
+            if page.status != 200 or not page.body["items"]:
+                break
+            for job in page.body["items"]:
+                api.delete(f"/v1/jobs/{job['job_id']}")
+
+
+@pytest.fixture(scope="module")
+def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
+    counts = Tally()
+    yield counts
+    path = counts.write("deployed")
+    report(request.config, counts.summary("deployed stack") + f" [{path.name}]")
+
+
+def test_the_deployed_api_serves_the_document_in_the_tree(served: dict[str, Any]) -> None:
+    assert served == load_document()
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_given_generated_requests_then_no_5xx_and_every_answer_is_as_documented(
+    method: str, path: str, stack: dict[str, Any], served: dict[str, Any], fuzz_org: dict[str, str], tally: Tally
+) -> None:
+    if (method, path) not in app_routes():
+        pytest.skip(NOT_BUILT)
+    role = role_of(served, method, path)
+    headers = {"Authorization": f"Bearer {fuzz_org[role]}"} if role else {}
+    sessions = threading.local()
+
+    def send(case: Any) -> Any:
+        if (method, path) == REDRIVE and isinstance(case.body, dict):
+            case.body["dry_run"] = True
+        for _ in range(4):
+            if not hasattr(sessions, "session"):
+                sessions.session = requests.Session()
+            response = case.call(base_url=stack["api_url"], headers=headers, session=sessions.session, timeout=60)
+            if response.status_code != 429:
+                break
+            time.sleep(min(float((response.headers.get("retry-after") or ["1"])[0]), 5.0))
+        return response
+
+    fuzz_operation(load_schema(served), method, path, send, tally, _per_operation(), workers=WORKERS)
+    assert not tally.server_errors
