@@ -2,9 +2,11 @@
 
 from chalice import Chalice
 
-from chalicelib.api import admin, alerts, jobs
+from chalicelib.api import admin, alerts, digests, health, jobs, recipients
 from chalicelib.api.wiring import health_response, openapi_response, serve, static_response, worker_batch
 from chalicelib.config import queue_name, stage_from_env
+from chalicelib.digests.runner import handle_scheduled_event
+from chalicelib.digests.schedule import SCHEDULE_EXPRESSION
 from chalicelib.ops.redrive import REDRIVE_FUNCTION, handle_invocation
 
 app = Chalice(app_name="herald")
@@ -27,6 +29,12 @@ def get_openapi():
 @app.route("/admin", methods=["GET"])
 def get_dashboard():
     return static_response("dashboard.html", "text/html; charset=utf-8")
+
+
+# A no-op behind the same auth as every /v1 route: the baseline of `make bench`'s API latency.
+@app.route("/v1/ping", methods=["GET"])
+def ping():
+    return serve(app.current_request, health.ping)
 
 
 # --- jobs -----------------------------------------------------------------------------------
@@ -74,6 +82,38 @@ def create_escalation(incident_id):
 @app.route("/v1/incidents/{incident_id}/escalations", methods=["DELETE"])
 def acknowledge_incident(incident_id):
     return serve(app.current_request, alerts.acknowledge)
+
+
+# --- recipients and digests -----------------------------------------------------------------
+@app.route("/v1/recipients", methods=["GET"])
+def list_recipients():
+    return serve(app.current_request, recipients.list_recipients)
+
+
+@app.route("/v1/recipients/{user_id}", methods=["PUT"], content_types=ANY_BODY)
+def put_recipient(user_id):
+    return serve(app.current_request, recipients.put_recipient)
+
+
+@app.route("/v1/recipients/{user_id}", methods=["GET"])
+def get_recipient(user_id):
+    return serve(app.current_request, recipients.get_recipient)
+
+
+@app.route("/v1/recipients/{user_id}", methods=["DELETE"])
+def delete_recipient(user_id):
+    return serve(app.current_request, recipients.delete_recipient)
+
+
+@app.route("/v1/digests/run", methods=["POST"], content_types=ANY_BODY)
+def run_digest():
+    return serve(app.current_request, digests.run_digest, role="admin")
+
+
+# EventBridge (the rule Chalice deploys) every quarter hour: enqueue the digests due at the tick.
+@app.schedule(SCHEDULE_EXPRESSION, name="digest_scheduler")
+def digest_scheduler(event):
+    return handle_scheduled_event(event.to_dict(), event.context)
 
 
 # --- operations -----------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """Powertools Logger, Metrics and Tracer, wired once for the whole service.
 
 Import these objects; never build another Logger. Nothing here talks to AWS at import time:
-Metrics are flushed as EMF lines to stdout, the Tracer is disabled unless X-Ray is on.
+Metrics are flushed as EMF lines to stdout, and the Tracer is built on first use only, because
+building it imports the X-Ray SDK, whose recorder creates an AWS client (cold-start cost).
 """
 
 from __future__ import annotations
+
+import functools
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
@@ -13,7 +16,11 @@ NAMESPACE = "Herald"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+
+
+@functools.cache
+def tracer() -> Tracer:
+    return Tracer(service=SERVICE)
 
 
 def mask_phone(number: str) -> str:

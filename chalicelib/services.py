@@ -21,6 +21,7 @@ from chalicelib.jobs.worker import Worker
 from chalicelib.orgs import OrgStore
 
 if TYPE_CHECKING:
+    from chalicelib.api.ratelimit import RateLimiter
     from chalicelib.ops.dlq import QueueOps
     from chalicelib.ops.redrive import RedriveService
 
@@ -42,6 +43,12 @@ class Services:
         from chalicelib.handlers import build_handlers
 
         return Worker(self.store, self.queue, self.ledger, build_handlers(self), self.settings)
+
+    @functools.cached_property
+    def rate_limiter(self) -> RateLimiter:
+        from chalicelib.api.ratelimit import RateLimiter
+
+        return RateLimiter(self.ddb, self.settings.table_name, self.settings.api_rate_per_minute)
 
     @functools.cached_property
     def queue_ops(self) -> QueueOps:

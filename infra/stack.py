@@ -132,6 +132,11 @@ def seed(api_url: str) -> dict[str, Any]:
             tokens[org_id][role] = token
     operator = previous.get("operator_token") or new_token()
     svc.tokens.put(operator, Principal(role="operator", org_id=None), name="local operator")
+    # SES sends only from verified identities (LocalStack too): verify the stage's sender, as an
+    # operator does once on AWS, so escalation and digest emails go out locally.
+    import boto3
+
+    boto3.client("ses").verify_email_identity(EmailAddress=svc.settings.email_source)
     stack = {
         "api_url": api_url,
         "dashboard_url": f"{api_url}/admin",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote
 
 from chalicelib.alerts import SEVERITIES, SEVERITY_PRIORITY
 from chalicelib.alerts.incidents import IncidentIndex, default_message, escalation_job_id
@@ -64,7 +65,11 @@ def _fields(call: Call, fields: list[F]) -> list[F]:
 
 
 def _path_id(call: Call, name: str, pattern: str | None = None) -> str:
-    value = call.params.get(name, "")
+    """A path parameter; API Gateway hands them over still percent-encoded (as recipients do)."""
+    try:
+        value = unquote(call.params.get(name, ""), errors="strict")
+    except UnicodeDecodeError:
+        value = "\x00"  # reported as not valid below
     problems = check_text(value, name, 1, 256)
     if not problems and pattern is not None:
         problems = F(name, pattern=pattern).problems(value, name)

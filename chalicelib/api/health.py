@@ -1,12 +1,21 @@
-"""GET /health: can this deployment reach its queues and its table? 503 when it cannot."""
+"""GET /health: can this deployment reach its queues and its table? 503 when it cannot.
+
+And GET /v1/ping: a token check and nothing else.
+"""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from chalicelib.api.http import Call
 from chalicelib.config import PRIORITIES
 from chalicelib.services import Services
+
+
+def ping(call: Call) -> tuple[int, dict[str, Any]]:
+    """GET /v1/ping: authentication only, no AWS call (the latency benchmark's baseline)."""
+    return 200, {"ok": True}
 
 
 def check(svc: Services) -> tuple[int, dict[str, Any]]:

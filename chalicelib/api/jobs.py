@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from chalicelib import netguard
 from chalicelib.api.http import Call
@@ -70,8 +71,13 @@ def create_job(call: Call) -> tuple[int, Any]:
 
 
 def _job_id(call: Call) -> str:
-    job_id = call.params.get("job_id", "")
-    if not job_id or len(job_id) > 512:
+    """API Gateway hands path parameters over still percent-encoded: `incident%3Ax%3Alevel%3A1...`
+    is the escalation job `incident:x:level:1...` (as alerts and recipients decode theirs)."""
+    try:
+        job_id = unquote(call.params.get("job_id", ""), errors="strict")
+    except UnicodeDecodeError:
+        job_id = ""
+    if not job_id or len(job_id.encode("utf-8", "surrogatepass")) > 512:
         raise ApiError(404, "not_found", "No such job.")
     return job_id
 

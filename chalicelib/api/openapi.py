@@ -19,10 +19,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from chalicelib.alerts import SEVERITIES
-from chalicelib.api import admin, alerts
+from chalicelib.api import admin, alerts, recipients
 from chalicelib.api.http import MAX_BODY_BYTES
 from chalicelib.api.jobs import JOB_FIELDS, MAX_DELAY_S
 from chalicelib.api.schema import F
+from chalicelib.digests.schedule import KINDS as DIGEST_KINDS
 from chalicelib.jobs import types as job_types
 from chalicelib.jobs.model import PRIORITIES, STATUSES
 from chalicelib.providers.email import check_email
@@ -32,7 +33,6 @@ Schema = dict[str, Any]
 
 E164 = r"^\+[1-9][0-9]{1,14}$"
 TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
-DIGEST_KINDS = ("daily", "weekly", "monthly")
 REDRIVE_STATUSES = ("running", "completed", "failed", "cancelled")
 NOT_NULL = ["object", "array", "string", "number", "integer", "boolean"]
 
@@ -102,7 +102,9 @@ def field_schema(field: F, override: Schema | None = None) -> Schema:
         schema = dict(override)
     elif field.check is not None:
         if field.check not in CHECKS:
-            raise KeyError(f"describe field {field.name!r} (check {field.check.__qualname__}) in chalicelib/api/openapi.py")
+            raise KeyError(
+                f"describe field {field.name!r} (check {field.check.__qualname__}) in chalicelib/api/openapi.py"
+            )
         schema.update(CHECKS[field.check])
     elif field.kind == "any":
         schema = {"type": list(NOT_NULL)}
@@ -119,14 +121,20 @@ def object_schema(fields: Sequence[F], overrides: dict[str, Schema] | None = Non
     return {**schema, "additionalProperties": False, **extra}
 
 
-OPERATOR_ORG = {"type": ["string", "null"], "description": "Operator only: the organization. Any other caller gets a 400."}
+OPERATOR_ORG = {
+    "type": ["string", "null"],
+    "description": "Operator only: the organization. Any other caller gets a 400.",
+}
 
 
 def job_request() -> Schema:
-    schema = object_schema(JOB_FIELDS, {
-        "type": {"type": "string", "enum": list(job_types.PAYLOADS)},
-        "payload": {"type": "object", "description": "Its shape depends on `type`."},
-    })
+    schema = object_schema(
+        JOB_FIELDS,
+        {
+            "type": {"type": "string", "enum": list(job_types.PAYLOADS)},
+            "payload": {"type": "object", "description": "Its shape depends on `type`."},
+        },
+    )
     schema["properties"]["org_id"] = OPERATOR_ORG
     schema["properties"]["delay_seconds"]["description"] = f"0..{MAX_DELAY_S} (7 days); above 0 the job is `scheduled`."
     schema["properties"]["backoff_seconds"]["description"] = "Base of the exponential backoff with jitter."
@@ -142,13 +150,20 @@ def payload_schemas() -> dict[str, Schema]:
 
 
 def alert_request() -> Schema:
-    schema = object_schema(alerts.NOTIFY_FIELDS, {
-        "user_id": text(1, 256),
-        "phone_number": PHONE,
-        "message": text(1, alerts.MAX_MESSAGE),
-        "alert_type": text(1, 128),
-        "severity": {"type": "string", "enum": list(SEVERITIES), "description": "critical > warning > info (priority)."},
-    })
+    schema = object_schema(
+        alerts.NOTIFY_FIELDS,
+        {
+            "user_id": text(1, 256),
+            "phone_number": PHONE,
+            "message": text(1, alerts.MAX_MESSAGE),
+            "alert_type": text(1, 128),
+            "severity": {
+                "type": "string",
+                "enum": list(SEVERITIES),
+                "description": "critical > warning > info (priority).",
+            },
+        },
+    )
     schema["properties"]["org_id"] = OPERATOR_ORG
     return schema
 
@@ -162,13 +177,39 @@ def redrive_request() -> Schema:
     return schema
 
 
+def recipient_request() -> Schema:
+    return object_schema(
+        recipients.RECIPIENT_FIELDS,
+        {
+            "timezone": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 64,
+                "description": "An IANA name.",
+                "examples": ["America/Chicago"],
+            },
+            "digests": {"type": "array", "uniqueItems": True, "items": {"type": "string", "enum": list(DIGEST_KINDS)}},
+            "quiet_hours": {
+                **object_schema(recipients.QUIET_HOURS),
+                "description": "An `info` SMS alert inside the window waits for its end.",
+            },
+        },
+    )
+
+
 def escalation_request() -> Schema:
     present = [{"required": [name], "properties": {name: {"type": "string"}}} for name in ("phone_number", "email")]
     contact = object_schema(alerts.CONTACT_FIELDS, anyOf=present, description="At least one of phone_number and email.")
-    schema = object_schema(alerts.ESCALATION_FIELDS, {
-        "message": {**text(1, alerts.MAX_MESSAGE), "description": "Default: a standard text naming the incident and level."},
-        "contact": contact,
-    })
+    schema = object_schema(
+        alerts.ESCALATION_FIELDS,
+        {
+            "message": {
+                **text(1, alerts.MAX_MESSAGE),
+                "description": "Default: a standard text naming the incident and level.",
+            },
+            "contact": contact,
+        },
+    )
     schema["properties"]["org_id"] = OPERATOR_ORG
     return schema
 
@@ -186,13 +227,20 @@ def list_of(item: Schema, description: str) -> Schema:
         "additionalProperties": False,
         "properties": {
             "items": {"type": "array", "maxItems": 100, "items": item},
-            "next_cursor": {"type": ["string", "null"], "description": "Pass as `cursor` for the next page; null on the last."},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "Pass as `cursor` for the next page; null on the last.",
+            },
         },
     }
 
 
 def timestamp(nullable_: bool = False) -> Schema:
-    return {"type": ["string", "null"] if nullable_ else "string", "pattern": TIMESTAMP, "examples": ["2025-01-31T07:00:00.000Z"]}
+    return {
+        "type": ["string", "null"] if nullable_ else "string",
+        "pattern": TIMESTAMP,
+        "examples": ["2025-01-31T07:00:00.000Z"],
+    }
 
 
 def schemas() -> dict[str, Schema]:
@@ -208,15 +256,7 @@ def schemas() -> dict[str, Schema]:
         "additionalProperties": False,
         "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "retryable": {"type": "boolean"}},
     }
-    quiet_hours = {
-        "type": "object",
-        "required": ["start", "end"],
-        "additionalProperties": False,
-        "properties": {
-            "start": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$", "examples": ["22:00"]},
-            "end": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$", "examples": ["07:00"]},
-        },
-    }
+    quiet_hours = object_schema(recipients.QUIET_HOURS)
     return {
         "Error": {
             "type": "object",
@@ -230,7 +270,11 @@ def schemas() -> dict[str, Schema]:
                     "properties": {
                         "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "examples": ["validation_error"]},
                         "message": {"type": "string", "minLength": 1},
-                        "details": {"type": "array", "items": problem, "description": "On validation errors: one per problem."},
+                        "details": {
+                            "type": "array",
+                            "items": problem,
+                            "description": "On validation errors: one per problem.",
+                        },
                     },
                 }
             },
@@ -251,8 +295,19 @@ def schemas() -> dict[str, Schema]:
         "Job": {
             "type": "object",
             "required": [
-                "job_id", "org_id", "type", "status", "priority", "attempts", "max_attempts",
-                "created_at", "run_at", "started_at", "finished_at", "result", "error",
+                "job_id",
+                "org_id",
+                "type",
+                "status",
+                "priority",
+                "attempts",
+                "max_attempts",
+                "created_at",
+                "run_at",
+                "started_at",
+                "finished_at",
+                "result",
+                "error",
             ],
             "additionalProperties": False,
             "properties": {
@@ -262,7 +317,8 @@ def schemas() -> dict[str, Schema]:
                 "status": {
                     "type": "string",
                     "enum": list(STATUSES),
-                    "description": "scheduled: waiting for run_at; failed: a retry is pending; completed, dead, cancelled are final.",
+                    "description": "scheduled: waiting for run_at; failed: a retry is pending; "
+                    "completed, dead and cancelled are final.",
                 },
                 "priority": {"type": "string", "enum": list(PRIORITIES)},
                 "attempts": {"type": "integer", "minimum": 0},
@@ -274,7 +330,11 @@ def schemas() -> dict[str, Schema]:
                 "result": {"type": ["object", "null"]},
                 "error": nullable(job_error),
                 "idempotency_key": {"type": "string", "description": "When the job was created with one."},
-                "deliveries": {"type": "array", "items": {"type": "object"}, "description": "The delivery log, when any."},
+                "deliveries": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "The delivery log, when any.",
+                },
             },
         },
         "JobList": list_of(ref("Job"), "The organization's jobs, newest first."),
@@ -294,21 +354,11 @@ def schemas() -> dict[str, Schema]:
             "additionalProperties": False,
             "properties": {"cancelled": {"type": "array", "items": {"type": "string"}}},
         },
-        "RecipientRequest": {
-            "type": "object",
-            "required": ["email", "timezone", "digests"],
-            "additionalProperties": False,
-            "properties": {
-                "email": {"type": "string", "format": "email", "maxLength": 254},
-                "phone_number": {"type": "string", "pattern": E164, "maxLength": 16},
-                "timezone": {"type": "string", "description": "An IANA name.", "examples": ["America/Chicago"]},
-                "digests": {"type": "array", "uniqueItems": True, "items": {"type": "string", "enum": list(DIGEST_KINDS)}},
-                "quiet_hours": quiet_hours,
-            },
-        },
+        "RecipientRequest": recipient_request(),
         "Recipient": {
             "type": "object",
-            "required": ["user_id", "email", "timezone", "digests"],
+            "required": ["user_id", "org_id", "email", "phone_number", "timezone", "digests", "quiet_hours"],
+            "additionalProperties": False,
             "properties": {
                 "user_id": {"type": "string"},
                 "org_id": {"type": "string"},
@@ -317,6 +367,8 @@ def schemas() -> dict[str, Schema]:
                 "timezone": {"type": "string"},
                 "digests": {"type": "array", "items": {"type": "string", "enum": list(DIGEST_KINDS)}},
                 "quiet_hours": nullable(quiet_hours),
+                "created_at": timestamp(nullable_=True),
+                "updated_at": timestamp(nullable_=True),
             },
         },
         "RecipientList": list_of(ref("Recipient"), "The organization's recipients."),
@@ -326,7 +378,13 @@ def schemas() -> dict[str, Schema]:
             "additionalProperties": False,
             "properties": {
                 "kind": {"type": "string", "enum": list(DIGEST_KINDS)},
-                "org_id": {"type": "string", "description": "Operator only: one organization (all when absent)."},
+                "org_id": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "maxLength": 256,
+                    "description": "Operator only: one organization (every one when absent). "
+                    "Any other caller gets a 400.",
+                },
             },
         },
         "Queue": {
@@ -340,7 +398,11 @@ def schemas() -> dict[str, Schema]:
                 "in_flight": {"type": "integer", "minimum": 0},
                 "delayed": {"type": "integer", "minimum": 0},
                 "dlq_name": {"type": "string"},
-                "dlq_depth": {"type": "integer", "minimum": 0, "description": "An admin: its own organization's dead letters."},
+                "dlq_depth": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "An admin: its own organization's dead letters.",
+                },
                 "dead_letters_recorded": {"type": "integer", "minimum": 0},
                 "oldest_message_age_s": {"type": ["number", "null"], "minimum": 0},
             },
@@ -378,8 +440,11 @@ def schemas() -> dict[str, Schema]:
                 "to_move": {"type": "integer", "minimum": 0},
                 "dry_run": {"type": "boolean"},
                 "queue": {"type": "string"},
-                "mode": {"type": "string", "enum": ["move_task", "filtered"],
-                         "description": "move_task: SQS moves the whole DLQ (operator, no filter); filtered: one by one."},
+                "mode": {
+                    "type": "string",
+                    "enum": ["move_task", "filtered"],
+                    "description": "move_task: SQS moves the whole DLQ (operator, no filter); filtered: one by one.",
+                },
                 "filters": {"type": "object", "additionalProperties": {"type": "string"}},
                 "skipped": {"type": "integer", "minimum": 0},
                 "not_found": {"type": "integer", "minimum": 0},
@@ -417,18 +482,31 @@ def responses() -> dict[str, Schema]:
             {"WWW-Authenticate": {"schema": {"type": "string"}}},
         ),
         "Forbidden": error_response("Known token, role too low for this route.", "forbidden"),
-        "NotFound": error_response("No such resource in the caller's organization (another org's id answers the same)."),
+        "NotFound": error_response(
+            "No such resource in the caller's organization (another org's id answers the same)."
+        ),
         "Conflict": error_response("The resource is not in a state that allows this."),
-        "PayloadTooLarge": error_response(f"The request body is over {MAX_BODY_BYTES // 1024} KiB.", "payload_too_large"),
-        "TooManyRequests": error_response("The organization's request rate is over its limit.", "rate_limited", RETRY_AFTER),
-        "ServiceUnavailable": error_response("A dependency is unavailable; nothing was changed. Retry.", None, RETRY_AFTER),
+        "PayloadTooLarge": error_response(
+            f"The request body is over {MAX_BODY_BYTES // 1024} KiB.", "payload_too_large"
+        ),
+        "TooManyRequests": error_response(
+            "The organization's request rate is over its limit.", "rate_limited", RETRY_AFTER
+        ),
+        "ServiceUnavailable": error_response(
+            "A dependency is unavailable; nothing was changed. Retry.", None, RETRY_AFTER
+        ),
     }
 
 
 def parameters() -> dict[str, Schema]:
     def path(name: str, description: str, **schema: Any) -> Schema:
-        return {"name": name, "in": "path", "required": True, "description": description,
-                "schema": {"type": "string", "minLength": 1, **schema}}
+        return {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": description,
+            "schema": {"type": "string", "minLength": 1, **schema},
+        }
 
     def query(name: str, description: str, schema: Schema) -> Schema:
         return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
@@ -437,15 +515,23 @@ def parameters() -> dict[str, Schema]:
         "JobId": path("job_id", "A job id of the caller's organization.", maxLength=512),
         "AlertId": path("alert_id", "The caller's alert id.", maxLength=256),
         "IncidentId": path("incident_id", "The caller's incident id.", pattern=f"^(?:{alerts.INCIDENT_ID})$"),
-        "UserId": path("user_id", "The recipient's user id, scoped to the organization."),
-        "QueueName": path("name", "A queue's name as GET /v1/admin/queues lists it, or its priority."),
-        "RedriveId": path("redrive_id", "As POST .../redrive answered."),
+        "UserId": path(
+            "user_id", "The recipient's user id (as alerts name it), scoped to the organization.", maxLength=256
+        ),
+        "QueueName": path(
+            "name",
+            "A queue's name as GET /v1/admin/queues lists it (`herald-{stage}-{priority}`), or its priority.",
+            anyOf=[{"enum": list(PRIORITIES)}, {"pattern": f"^herald-[a-z]+-({'|'.join(PRIORITIES)})$"}],
+        ),
+        "RedriveId": path("redrive_id", "As POST .../redrive answered.", maxLength=64),
         "Limit": query("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
         "Cursor": query("cursor", "The `next_cursor` of the previous page.", {"type": "string"}),
         "OrgId": query("org_id", "Operator only: the organization to act on.", {"type": "string"}),
         "JobStatus": query("status", "Only jobs in this status.", {"type": "string", "enum": list(STATUSES)}),
         "JobType": query("type", "Only jobs of this type.", {"type": "string", "maxLength": 64}),
-        "ErrorCode": query("error_code", "Only dead letters whose last error has this code.", {"type": "string", "maxLength": 128}),
+        "ErrorCode": query(
+            "error_code", "Only dead letters whose last error has this code.", {"type": "string", "maxLength": 128}
+        ),
         "DeadJobId": query("job_id", "Only this job's dead letter.", {"type": "string", "maxLength": 512}),
     }
 
@@ -509,104 +595,271 @@ def paths() -> dict[str, Schema]:
     job = "Job"
     return {
         "/health": {
-            "get": op("getHealth", "Reachability of the table and every queue.", "public", {
-                "200": _ok("Everything is reachable.", "Health"),
-                "503": _ok("Something is not reachable (`status`: degraded).", "Health"),
-            }, role=None),
+            "get": op(
+                "getHealth",
+                "Reachability of the table and every queue.",
+                "public",
+                {
+                    "200": _ok("Everything is reachable.", "Health"),
+                    "503": _ok("Something is not reachable (`status`: degraded).", "Health"),
+                },
+                role=None,
+            ),
         },
         "/openapi.json": {
-            "get": op("getOpenApi", "This document.", "public", {
-                "200": {"description": "OpenAPI 3.1.", "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["openapi", "info", "paths"]}}}},
-            }, role=None),
+            "get": op(
+                "getOpenApi",
+                "This document.",
+                "public",
+                {
+                    "200": {
+                        "description": "OpenAPI 3.1.",
+                        "content": {
+                            "application/json": {"schema": {"type": "object", "required": ["openapi", "info", "paths"]}}
+                        },
+                    },
+                },
+                role=None,
+            ),
         },
         "/admin": {
-            "get": op("getDashboard", "The operations dashboard (asks for a token; holds no data).", "public", {
-                "200": {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}},
-            }, role=None),
+            "get": op(
+                "getDashboard",
+                "The operations dashboard (asks for a token; holds no data).",
+                "public",
+                {
+                    "200": {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+                },
+                role=None,
+            ),
+        },
+        "/v1/ping": {
+            "get": op(
+                "ping",
+                "A token check and nothing else (no AWS call): the baseline of the latency benchmark.",
+                "public",
+                {
+                    "200": {
+                        "description": "The token is valid.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["ok"],
+                                    "properties": {"ok": {"const": True}},
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
+                },
+            ),
         },
         "/v1/jobs": {
-            "post": op("createJob", "Enqueue a generic job.", "jobs", {
-                "200": _ok("The job that already holds this idempotency key.", job),
-                "202": _ok("Accepted: the new job.", job),
-            }, body="JobRequest", errors=[503]),
-            "get": op("listJobs", "The organization's jobs, newest first.", "jobs", {
-                "200": _ok("A page of jobs.", "JobList"),
-            }, params=["JobStatus", "JobType", "Limit", "Cursor", "OrgId"]),
+            "post": op(
+                "createJob",
+                "Enqueue a generic job.",
+                "jobs",
+                {
+                    "200": _ok("The job that already holds this idempotency key.", job),
+                    "202": _ok("Accepted: the new job.", job),
+                },
+                body="JobRequest",
+                errors=[503],
+            ),
+            "get": op(
+                "listJobs",
+                "The organization's jobs, newest first.",
+                "jobs",
+                {
+                    "200": _ok("A page of jobs.", "JobList"),
+                },
+                params=["JobStatus", "JobType", "Limit", "Cursor", "OrgId"],
+            ),
         },
         "/v1/jobs/{job_id}": {
-            "get": op("getJob", "One job.", "jobs", {"200": _ok("The job.", job)},
-                      params=["JobId", "OrgId"], errors=[404]),
-            "delete": op("cancelJob", "Cancel a scheduled or queued job.", "jobs", {
-                "200": _ok("The job, now cancelled; its handler never runs.", job),
-            }, params=["JobId", "OrgId"], errors=[404, 409]),
+            "get": op(
+                "getJob", "One job.", "jobs", {"200": _ok("The job.", job)}, params=["JobId", "OrgId"], errors=[404]
+            ),
+            "delete": op(
+                "cancelJob",
+                "Cancel a scheduled or queued job.",
+                "jobs",
+                {
+                    "200": _ok("The job, now cancelled; its handler never runs.", job),
+                },
+                params=["JobId", "OrgId"],
+                errors=[404, 409],
+            ),
         },
         "/v1/webhook-secret": {
-            "get": op("getWebhookSecret", "The organization's webhook signing secret.", "webhooks", {
-                "200": _ok("The secret (Standard Webhooks form).", "WebhookSecret"),
-            }, role="admin", params=["OrgId"]),
+            "get": op(
+                "getWebhookSecret",
+                "The organization's webhook signing secret.",
+                "webhooks",
+                {
+                    "200": _ok("The secret (Standard Webhooks form).", "WebhookSecret"),
+                },
+                role="admin",
+                params=["OrgId"],
+            ),
         },
         "/v1/webhook-secret/rotate": {
-            "post": op("rotateWebhookSecret", "Replace the webhook signing secret.", "webhooks", {
-                "200": _ok("The new secret.", "WebhookSecret"),
-            }, role="admin", body="Any", body_required=False, params=["OrgId"]),
+            "post": op(
+                "rotateWebhookSecret",
+                "Replace the webhook signing secret.",
+                "webhooks",
+                {
+                    "200": _ok("The new secret.", "WebhookSecret"),
+                },
+                role="admin",
+                body="Any",
+                body_required=False,
+                params=["OrgId"],
+            ),
         },
         "/v1/alerts/{alert_id}/notify": {
-            "post": op("notifyAlert", "Send one SMS alert now (an `info` one inside quiet hours waits).", "alerts", {
-                "202": _ok("Accepted: the SMS job.", job),
-            }, body="AlertRequest", params=["AlertId"], errors=[503]),
+            "post": op(
+                "notifyAlert",
+                "Send one SMS alert now (an `info` one inside quiet hours waits).",
+                "alerts",
+                {
+                    "202": _ok("Accepted: the SMS job.", job),
+                },
+                body="AlertRequest",
+                params=["AlertId"],
+                errors=[503],
+            ),
         },
         "/v1/incidents/{incident_id}/escalations": {
-            "post": op("scheduleEscalation", "Schedule an escalation reminder.", "incidents", {
-                "200": _ok("This escalation exists already: the job, whatever its status.", job),
-                "201": _ok("The new escalation job.", job),
-            }, body="EscalationRequest", params=["IncidentId"], errors=[503]),
-            "delete": op("cancelEscalations", "Cancel every pending escalation of the incident.", "incidents", {
-                "200": _ok("The cancelled job ids (empty when none was pending).", "EscalationsCancelled"),
-            }, params=["IncidentId"]),
+            "post": op(
+                "scheduleEscalation",
+                "Schedule an escalation reminder.",
+                "incidents",
+                {
+                    "200": _ok("This escalation exists already: the job, whatever its status.", job),
+                    "201": _ok("The new escalation job.", job),
+                },
+                body="EscalationRequest",
+                params=["IncidentId"],
+                errors=[503],
+            ),
+            "delete": op(
+                "cancelEscalations",
+                "Cancel every pending escalation of the incident.",
+                "incidents",
+                {
+                    "200": _ok("The cancelled job ids (empty when none was pending).", "EscalationsCancelled"),
+                },
+                params=["IncidentId"],
+            ),
         },
         "/v1/recipients": {
-            "get": op("listRecipients", "The organization's recipients.", "recipients", {
-                "200": _ok("A page of recipients.", "RecipientList"),
-            }, params=["Limit", "Cursor", "OrgId"]),
+            "get": op(
+                "listRecipients",
+                "The organization's recipients.",
+                "recipients",
+                {
+                    "200": _ok("A page of recipients.", "RecipientList"),
+                },
+                params=["Limit", "Cursor", "OrgId"],
+            ),
         },
         "/v1/recipients/{user_id}": {
-            "put": op("putRecipient", "Create or replace a recipient.", "recipients", {
-                "200": _ok("Replaced.", "Recipient"),
-                "201": _ok("Created.", "Recipient"),
-            }, body="RecipientRequest", params=["UserId"]),
-            "get": op("getRecipient", "One recipient.", "recipients", {"200": _ok("The recipient.", "Recipient")},
-                      params=["UserId", "OrgId"], errors=[404]),
-            "delete": op("deleteRecipient", "Remove a recipient.", "recipients", {
-                "200": _ok("The removed recipient.", "Recipient"),
-                "204": {"description": "Removed."},
-            }, params=["UserId", "OrgId"], errors=[404]),
+            "put": op(
+                "putRecipient",
+                "Create or replace a recipient.",
+                "recipients",
+                {
+                    "200": _ok("Replaced.", "Recipient"),
+                    "201": _ok("Created.", "Recipient"),
+                },
+                body="RecipientRequest",
+                params=["UserId", "OrgId"],
+            ),
+            "get": op(
+                "getRecipient",
+                "One recipient.",
+                "recipients",
+                {"200": _ok("The recipient.", "Recipient")},
+                params=["UserId", "OrgId"],
+                errors=[404],
+            ),
+            "delete": op(
+                "deleteRecipient",
+                "Remove a recipient.",
+                "recipients",
+                {
+                    "200": _ok("The removed recipient.", "Recipient"),
+                },
+                params=["UserId", "OrgId"],
+                errors=[404],
+            ),
         },
         "/v1/digests/run": {
-            "post": op("runDigest", "Run a digest now (admin: own organization; operator: `org_id` or all).", "digests", {
-                "202": _ok("Accepted: the fan-out job (type `digest`).", job),
-            }, role="admin", body="DigestRunRequest", errors=[503]),
+            "post": op(
+                "runDigest",
+                "Run a digest now (admin: own organization; operator: `org_id` or all).",
+                "digests",
+                {
+                    "202": _ok("Accepted: the fan-out job (type `digest`).", job),
+                },
+                role="admin",
+                body="DigestRunRequest",
+                errors=[503],
+            ),
         },
         "/v1/admin/queues": {
-            "get": op("listQueues", "Depths of every queue and its DLQ.", "operations", {
-                "200": _ok("Every queue.", "QueueList"),
-            }, role="admin", params=["OrgId"]),
+            "get": op(
+                "listQueues",
+                "Depths of every queue and its DLQ.",
+                "operations",
+                {
+                    "200": _ok("Every queue.", "QueueList"),
+                },
+                role="admin",
+                params=["OrgId"],
+            ),
         },
         "/v1/admin/queues/{name}/dead-letters": {
-            "get": op("listDeadLetters", "Dead letters, without consuming them.", "operations", {
-                "200": _ok("A page of dead letters (an admin: its own organization's).", "DeadLetterList"),
-            }, role="admin", params=["QueueName", "Limit", "Cursor", "OrgId",
-                                     "JobType", "ErrorCode", "DeadJobId"], errors=[404]),
+            "get": op(
+                "listDeadLetters",
+                "Dead letters, without consuming them.",
+                "operations",
+                {
+                    "200": _ok("A page of dead letters (an admin: its own organization's).", "DeadLetterList"),
+                },
+                role="admin",
+                params=["QueueName", "Limit", "Cursor", "OrgId", "JobType", "ErrorCode", "DeadJobId"],
+                errors=[404],
+            ),
         },
         "/v1/admin/queues/{name}/redrive": {
-            "post": op("startRedrive", "Move matching dead letters back to their source queue.", "operations", {
-                "200": _ok("Dry run: `to_move` counted, nothing moved.", "Redrive"),
-                "202": _ok("Started.", "Redrive"),
-            }, role="admin", body="RedriveRequest", body_required=False, params=["QueueName"], errors=[404, 409]),
+            "post": op(
+                "startRedrive",
+                "Move matching dead letters back to their source queue.",
+                "operations",
+                {
+                    "200": _ok("Dry run: `to_move` counted, nothing moved.", "Redrive"),
+                    "202": _ok("Started.", "Redrive"),
+                },
+                role="admin",
+                body="RedriveRequest",
+                body_required=False,
+                params=["QueueName"],
+                errors=[404, 409],
+            ),
         },
         "/v1/admin/queues/{name}/redrive/{redrive_id}": {
-            "get": op("getRedrive", "A redrive's progress.", "operations", {"200": _ok("The redrive.", "Redrive")},
-                      role="admin", params=["QueueName", "RedriveId"], errors=[404]),
+            "get": op(
+                "getRedrive",
+                "A redrive's progress.",
+                "operations",
+                {"200": _ok("The redrive.", "Redrive")},
+                role="admin",
+                params=["QueueName", "RedriveId"],
+                errors=[404],
+            ),
         },
     }
 
@@ -629,8 +882,10 @@ def document() -> Schema:
         },
         "servers": [{"url": ".", "description": "The API's base URL: where this document is served."}],
         "security": [{"bearerAuth": []}],
-        "tags": [{"name": t} for t in
-                 ("public", "jobs", "webhooks", "alerts", "incidents", "recipients", "digests", "operations")],
+        "tags": [
+            {"name": t}
+            for t in ("public", "jobs", "webhooks", "alerts", "incidents", "recipients", "digests", "operations")
+        ],
         "paths": paths(),
         "components": {
             "securitySchemes": {

@@ -21,8 +21,13 @@ def _authenticate(token: str) -> Principal | None:
     return services().tokens.resolve(token)
 
 
+def _limit(principal: Principal) -> float | None:
+    """The per-organization API rate limit (chalicelib/api/ratelimit.py): seconds to wait, or None."""
+    return services().rate_limiter(principal)
+
+
 def serve(request: Request, route: Route, role: str = "member") -> Response:
-    return handle(request, route, role=role, authenticate=_authenticate)
+    return handle(request, route, role=role, authenticate=_authenticate, limiter=_limit)
 
 
 def health_response() -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chalicelib.handlers.digest import digest_email_handler, digest_fanout_handler
 from chalicelib.handlers.notify import email_handler, webhook_handler
 from chalicelib.handlers.sms import escalation_handler, sms_handler
 
@@ -13,9 +14,17 @@ if TYPE_CHECKING:
 
 
 def build_handlers(svc: Services) -> dict[str, Handler]:
-    return {
+    handlers: dict[str, Handler] = {
         "webhook": webhook_handler(svc),
         "email": email_handler(svc),
         "sms": sms_handler(svc),
         "escalation": escalation_handler(svc),
+        "digest": digest_fanout_handler(svc),
+        "digest_email": digest_email_handler(svc),
     }
+    if svc.settings.stage == "local":
+        # Fault injection for tests/reliability: never registered on dev or prod.
+        from chalicelib.handlers.chaos import chaos_handler
+
+        handlers["chaos"] = chaos_handler(svc)
+    return handlers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from datetime import datetime
 from typing import Any
@@ -91,7 +92,8 @@ class JobQueue:
         self._sqs.change_message_visibility(
             QueueUrl=self.url_of(self._settings.queue_name(priority)),
             ReceiptHandle=receipt_handle,
-            VisibilityTimeout=max(0, min(int(seconds), SQS_MAX_VISIBILITY_S)),
+            # Round up: truncating 0.7 s to 0 would hand the message out again at once.
+            VisibilityTimeout=max(1, min(math.ceil(seconds), SQS_MAX_VISIBILITY_S)),
         )
 
 

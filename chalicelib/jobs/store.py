@@ -8,7 +8,11 @@ worker cannot complete a job that was cancelled or taken over meanwhile.
 
 from __future__ import annotations
 
+import builtins
 import json
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +32,8 @@ from chalicelib.ddb import (
 from chalicelib.jobs.model import PENDING, Job
 
 JOB_SK = "JOB"
+_BATCH_GET = 100  # BatchGetItem's limit of keys per call
+_UNPROCESSED_ATTEMPTS = 8
 _NAMES = {"#s": "status", "#e": "error", "#r": "result"}
 
 
@@ -261,6 +267,87 @@ class JobStore:
             start = response.get("LastEvaluatedKey")
             if not start:
                 return jobs, None
+
+    # --- many at once (fan-outs) -------------------------------------------------------------
+
+    def statuses(self, org_id: str, job_ids: Sequence[str]) -> dict[str, str]:
+        """`{job_id: status}` of those of `job_ids` that exist (BatchGetItem, 100 keys a call)."""
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(job_ids))
+        for start in range(0, len(unique), _BATCH_GET):
+            chunk = unique[start : start + _BATCH_GET]
+            keys = [to_item({"pk": job_pk(org_id, job_id), "sk": JOB_SK}) for job_id in chunk]
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "job_id, #s",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                }
+            }
+            for attempt in range(_UNPROCESSED_ATTEMPTS):
+                response = self._ddb.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    data = from_item(item)
+                    found[str(data["job_id"])] = str(data["status"])
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off, then ask for the rest
+            else:
+                raise RuntimeError("DynamoDB left keys unprocessed after several BatchGetItem calls")
+        return found
+
+    def create_many(self, jobs: Sequence[Job], max_workers: int = 16) -> builtins.list[Job]:
+        """Write each job only if its id is new; the ones written, in order.
+
+        One conditional PutItem per job, `max_workers` at a time: BatchWriteItem cannot be
+        conditional (it would overwrite a finished job, which would then run again), and a
+        transaction fails whole on one existing id. Fixed ids only: no idempotency keys here.
+        """
+        if any(job.idempotency_key is not None for job in jobs):
+            raise ValueError("create_many takes jobs with fixed ids, not idempotency keys")
+
+        def put(job: Job) -> bool:
+            try:
+                self._ddb.put_item(
+                    TableName=self._table, Item=_job_to_item(job), ConditionExpression="attribute_not_exists(pk)"
+                )
+            except ClientError as err:
+                if is_condition_failure(err):
+                    return False
+                raise
+            return True
+
+        if max_workers <= 1 or len(jobs) <= 1:
+            written = [put(job) for job in jobs]
+        else:
+            with ThreadPoolExecutor(max_workers=min(max_workers, len(jobs))) as pool:
+                written = list(pool.map(put, jobs))
+        return [job for job, ok in zip(jobs, written, strict=True) if ok]
+
+    def iter_created(self, org_id: str, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """The org's job records created in `[start, end)`, newest first, as plain dicts with
+        `payload`, `meta` and `result` decoded (what `digests.summarize` reads). The range is the
+        gsi1 sort key's, so DynamoDB stops at `start`: nothing older is read."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :g AND gsi1sk BETWEEN :start AND :end",
+            "ExpressionAttributeValues": values(g=org_jobs_pk(org_id), start=iso(start), end=iso(end)),
+            "ScanIndexForward": False,
+        }
+        while True:
+            response = self._ddb.query(**query)
+            for item in response.get("Items", []):
+                data = from_item(item)
+                for key in ("payload", "meta", "result", "error"):
+                    if isinstance(data.get(key), str):
+                        data[key] = json.loads(data[key])
+                yield data
+            if "LastEvaluatedKey" not in response:
+                return
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     # --- transitions -----------------------------------------------------------------------
 

@@ -34,11 +34,12 @@ from moto.ses.models import ses_backends
 
 from chalicelib.errors import FatalError, JobError, RetryableError
 from chalicelib.providers.email import EmailMessage, SesEmailProvider, check_email
+from tests.support.cloud import LOCALSTACK as CLOUD_ENDPOINT
 
 pytestmark = [pytest.mark.contract, pytest.mark.enable_socket]
 
 REGION = "us-east-1"
-LOCALSTACK = os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566")
+LOCALSTACK = os.environ.get("LOCALSTACK_ENDPOINT", CLOUD_ENDPOINT)
 
 
 @dataclass
@@ -109,6 +110,8 @@ HARNESSES = {"ses-moto": _ses_moto, "ses-localstack": _ses_localstack}
     ]
 )
 def harness(request: pytest.FixtureRequest, aws_env: None) -> Iterator[Harness]:
+    if request.param.endswith("localstack"):
+        request.getfixturevalue("local_cloud")  # the project's fixture starts the cloud if needed
     yield from HARNESSES[request.param]()
 
 

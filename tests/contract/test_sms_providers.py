@@ -46,6 +46,7 @@ from chalicelib.providers.sms import (
     load_telnyx_config,
     reset_telnyx_config_cache,
 )
+from tests.support.cloud import LOCALSTACK as CLOUD_ENDPOINT
 
 from .telnyx_fake import Answer, TelnyxFake, error_answer
 
@@ -56,7 +57,7 @@ API_KEY = "KEY01TESTSECRETdeadbeefCAFE"  # distinctive, so any leak is easy to f
 PROFILE_ID = "40017f8e-0000-4000-8000-profile00001"
 FROM = "+15550001111"
 INVALID_NUMBER = "+05551234567"  # leading zero: not E.164 for SNS, LocalStack nor Telnyx
-LOCALSTACK = os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566")
+LOCALSTACK = os.environ.get("LOCALSTACK_ENDPOINT", CLOUD_ENDPOINT)
 FAST_TIMEOUT = (1.0, 0.4)
 
 
@@ -229,6 +230,8 @@ HARNESSES = {"sns-moto": _sns_moto, "telnyx-fake": _telnyx_fake, "sns-localstack
     ]
 )
 def harness(request: pytest.FixtureRequest, aws_env: None, closed_port: int) -> Iterator[Harness]:
+    if request.param.endswith("localstack"):
+        request.getfixturevalue("local_cloud")  # the project's fixture starts the cloud if needed
     yield from HARNESSES[request.param](closed_port)
 
 

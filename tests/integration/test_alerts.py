@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -82,6 +82,49 @@ def test_five_concurrent_notifies_for_one_user_and_alert_type_send_one_sms(
     assert len(local_cloud.sms_messages(phone)) == 1
 
 
+def test_quiet_hours_defer_an_info_alert_to_the_window_end_but_a_warning_goes(
+    member: Api, local_cloud: LocalCloud
+) -> None:
+    """GIVEN a recipient (PUT /v1/recipients) inside quiet hours, WHEN an info and a warning alert
+    are notified, THEN the info one waits `scheduled` until the window ends, the warning one goes."""
+    user, phone = new_id("user"), new_number()
+    now = datetime.now(UTC)
+    ends = (now + timedelta(hours=2)).replace(second=0, microsecond=0)
+    window = {"start": (now - timedelta(hours=1)).strftime("%H:%M"), "end": ends.strftime("%H:%M")}
+    reply = member.put(
+        f"/v1/recipients/{user}",
+        {
+            "email": f"{user}@example.com",
+            "phone_number": phone,
+            "timezone": "UTC",
+            "digests": [],
+            "quiet_hours": window,
+        },
+    )
+    assert reply.status == 201, reply
+
+    info = notify(member, phone, user_id=user, severity="info", alert_type="door_open")
+    warning = notify(member, phone, user_id=user, severity="warning", alert_type="temperature_high")
+
+    waiting = wait_for(
+        lambda: (
+            (job := member.get(f"/v1/jobs/{info['job_id']}").body)["status"] == "scheduled" and job["result"] and job
+        ),
+        60,
+        "the info alert to be deferred",
+    )
+    assert parse_iso(waiting["run_at"]) == ends
+    assert waiting["attempts"] == 0
+    assert waiting["result"]["deferred"]["reason"] == "quiet_hours"
+    sent = member.wait_for_job(warning["job_id"], {"completed", "dead"})
+    assert sent["status"] == "completed", sent
+    assert sent["result"]["quiet_hours"]["decision"] == "bypassed"
+    [sms] = wait_for(lambda: local_cloud.sms_messages(phone), 30, f"an SMS to {phone}")
+    assert sms["MessageId"] == sent["result"]["message_id"]
+    assert member.delete(f"/v1/jobs/{info['job_id']}").status == 200  # leave nothing to fire later
+    assert len(local_cloud.sms_messages(phone)) == 1
+
+
 def escalation_body(phone: str, delay: int, level: int = 1) -> dict[str, Any]:
     return {"level": level, "repeat": 0, "delay_seconds": delay, "contact": {"phone_number": phone}}
 
@@ -128,6 +171,23 @@ def test_an_unacknowledged_escalation_fires_after_its_delay(member: Api, local_c
     assert done["result"]["channels"]["sms"]["message_id"] == sms["MessageId"]
 
 
+def test_an_escalation_to_an_email_contact_sends_one_email(member: Api, local_cloud: LocalCloud) -> None:
+    incident = new_id("inc")
+    address = f"{incident}@example.com"
+
+    job = member.post(
+        f"/v1/incidents/{incident}/escalations",
+        {"level": 3, "repeat": 1, "delay_seconds": 0, "contact": {"email": address}},
+    ).body
+    done = member.wait_for_job(job["job_id"], {"completed", "dead"})
+
+    assert done["status"] == "completed", done
+    mails = [m for m in local_cloud.emails() if address in m["Destination"]["ToAddresses"]]
+    assert len(mails) == 1
+    assert incident in mails[0]["Subject"] and "level 3" in mails[0]["Subject"].lower()
+    assert done["result"]["channels"]["email"]["message_id"] == mails[0]["Id"]
+
+
 def test_a_1200_second_escalation_is_scheduled_with_its_run_at(member: Api) -> None:
     incident = new_id("inc")
     job = member.post(f"/v1/incidents/{incident}/escalations", escalation_body(new_number(), 1200)).body
@@ -156,5 +216,4 @@ def test_a_critical_alert_behind_200_queued_info_alerts_completes_before_most_of
 
     assert all(job["status"] == "completed" for job in finished)
     later = [job for job in finished if job["finished_at"] > done["finished_at"]]
-    print(f"\n{len(later)} of 200 info alerts finished after the critical one")
     assert len(later) > len(finished) / 2, f"only {len(later)} of 200 info alerts finished after the critical one"

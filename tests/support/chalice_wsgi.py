@@ -1,7 +1,7 @@
 """The Chalice app as a WSGI application, so Schemathesis can call it in-process.
 
 It goes through Chalice's own local gateway (route matching, content types, the app's error
-handling), with one change towards API Gateway: path parameters arrive URL-decoded.
+handling); like API Gateway's REST APIs, it hands path parameters over still percent-encoded.
 A path that matches no route answers the contract's 404, as the deployed stack does.
 """
 
@@ -11,7 +11,7 @@ import base64
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from chalice import Chalice
 from chalice.config import Config
@@ -19,13 +19,6 @@ from chalice.local import LocalGateway, LocalGatewayException
 
 NO_ROUTE = json.dumps({"error": {"code": "not_found", "message": "No such route."}}).encode()
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-class _DecodingGateway(LocalGateway):
-    def _generate_lambda_event(self, method: str, path: str, headers: Any, body: Any) -> Any:
-        event = super()._generate_lambda_event(method, path, headers, body)
-        event["pathParameters"] = {name: unquote(value) for name, value in (event.get("pathParameters") or {}).items()}
-        return event
 
 
 def _target(environ: dict[str, Any]) -> str:
@@ -38,10 +31,12 @@ def _target(environ: dict[str, Any]) -> str:
 
 
 def wsgi_app(app: Chalice, stage: str = "local") -> Wsgi:
-    gateway = _DecodingGateway(app, Config.create(chalice_stage=stage, chalice_app=app))
+    gateway = LocalGateway(app, Config.create(chalice_stage=stage, chalice_app=app))
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
+        headers = {
+            key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")
+        }
         if environ.get("CONTENT_TYPE"):
             headers["content-type"] = environ["CONTENT_TYPE"]
         length = int(environ.get("CONTENT_LENGTH") or 0)

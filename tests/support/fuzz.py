@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,19 +89,27 @@ class Tally:
         for (_, status), n in self.statuses.items():
             by_status[status] += n
         spread = ", ".join(f"{status}: {n}" for status, n in sorted(by_status.items()))
-        return (f"[fuzz] {name}: {self.cases} cases over {self.operations} operations in "
-                f"{time.monotonic() - self.started:.0f} s, 5xx seen: {len(self.server_errors)} ({spread})")
+        return (
+            f"[fuzz] {name}: {self.cases} cases over {self.operations} operations in "
+            f"{time.monotonic() - self.started:.0f} s, 5xx seen: {len(self.server_errors)} ({spread})"
+        )
 
     def write(self, name: str) -> Path:
         out = Path(os.environ.get("HERALD_TEST_OUTPUT") or ROOT / "test-output")
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"fuzz-{name}.json"
-        path.write_text(json.dumps({
-            "cases": self.cases,
-            "operations": self.operations,
-            "server_errors": len(self.server_errors),
-            "by_operation": {f"{label} {status}": n for (label, status), n in sorted(self.statuses.items())},
-        }, indent=2) + "\n")
+        path.write_text(
+            json.dumps(
+                {
+                    "cases": self.cases,
+                    "operations": self.operations,
+                    "server_errors": len(self.server_errors),
+                    "by_operation": {f"{label} {status}": n for (label, status), n in sorted(self.statuses.items())},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         return path
 
 
@@ -114,33 +122,39 @@ def fuzz_operation(
     max_examples: int,
     workers: int = 1,
 ) -> None:
-    """Run about `max_examples` generated requests (positive and negative) against one operation,
-    from `workers` threads at once (each its own Hypothesis run) when the target is remote."""
+    """Send about `max_examples` generated requests (positive and negative) to one operation.
+
+    With `workers` > 1 (a remote target), cases are still generated on this thread (Hypothesis
+    and Schemathesis build strategies with `compile`, which CPython 3.11 does not do safely from
+    several threads at once) while a pool sends and checks them; the first failure is raised
+    with the count of the others, each with its curl reproduction (no shrinking in this mode).
+    """
     operation = schema[path][method]
     label = f"{method} {path}"
     strategy = operation.as_strategy(generation_mode=GenerationMode.POSITIVE) | operation.as_strategy(
         generation_mode=GenerationMode.NEGATIVE
     )
-
-    @given(case=strategy)
-    @settings(
-        max_examples=max(1, -(-max_examples // workers)),
+    budget = settings(
+        max_examples=max_examples,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     )
-    def run(case: Case) -> None:
+
+    def check(case: Case) -> None:
         response = send(case)
         tally.record(label, response.status_code)
         case.validate_response(response, checks=CHECKS)
 
     if workers == 1:
-        run()
+        budget(given(case=strategy)(check))()
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run) for _ in range(workers)]
-    errors = [f.exception() for f in futures if f.exception() is not None]
+        futures: list[Future[None]] = []
+        budget(given(case=strategy)(lambda case: futures.append(pool.submit(check, case))))()
+    errors = [error for error in (f.exception() for f in futures) if error is not None]
     if errors:
+        errors[0].add_note(f"{label}: {len(errors)} of {len(futures)} cases failed; this is the first.")
         raise errors[0]
 
 

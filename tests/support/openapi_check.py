@@ -50,5 +50,7 @@ def response_problems(
     except ValueError as err:
         return [*problems, f"the body is not {media}: {err}"]
     validator = jsonschema_rs.Draft202012Validator({**schema, "components": doc.get("components", {})})
-    problems += [f"{'/'.join(map(str, e.instance_path)) or 'body'}: {e.message}" for e in validator.iter_errors(instance)]
+    problems += [
+        f"{'/'.join(map(str, e.instance_path)) or 'body'}: {e.message}" for e in validator.iter_errors(instance)
+    ]
     return problems

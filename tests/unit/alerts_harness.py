@@ -46,6 +46,7 @@ ORG = "acme"
 OTHER_ORG = "globex"
 MEMBER = "tok-acme-member"
 OTHER_MEMBER = "tok-globex-member"
+OPERATOR = "tok-operator"
 SOURCE = "herald@example.com"
 
 
@@ -136,6 +137,7 @@ def svc_fixture(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serv
         services = build(config)
         services.tokens.put(MEMBER, Principal(role="member", org_id=ORG))
         services.tokens.put(OTHER_MEMBER, Principal(role="member", org_id=OTHER_ORG))
+        services.tokens.put(OPERATOR, Principal(role="operator", org_id=None))
         aws.client("ses").verify_email_identity(EmailAddress=SOURCE)
         use(services)
         yield services

@@ -19,7 +19,7 @@ from app import app
 from chalicelib.clock import parse_iso
 from chalicelib.services import Services
 
-from .alerts_harness import MEMBER, ORG, OTHER_MEMBER, aws_env_fixture, body, queue_depth, svc_fixture  # noqa: F401
+from .alerts_harness import MEMBER, OPERATOR, ORG, OTHER_MEMBER, aws_env_fixture, body, queue_depth, svc_fixture  # noqa: F401
 
 pytestmark = pytest.mark.unit
 
@@ -254,3 +254,19 @@ def test_another_organization_cannot_acknowledge_or_see_our_escalations(client: 
     # The same incident id in the other org is a different escalation: 201, not 200.
     assert call(client, "POST", "/v1/incidents/inc-7/escalations", ESCALATION, token=OTHER_MEMBER)[0] == 201
     assert svc.store.get(ORG, job["job_id"]).status == "scheduled"  # type: ignore[union-attr]
+
+
+def test_the_operator_acts_on_the_organization_it_names(client: Client, svc: Services) -> None:
+    status, answer = call(client, "POST", "/v1/alerts/a-1/notify", NOTIFY, token=OPERATOR)
+    assert (status, answer["error"]["code"]) == (400, "org_required")
+
+    status, job = call(client, "POST", "/v1/alerts/a-1/notify", {**NOTIFY, "org_id": ORG}, token=OPERATOR)
+    assert (status, job["org_id"]) == (202, ORG)
+    status, job = call(
+        client, "POST", "/v1/incidents/inc-op/escalations", {**ESCALATION, "org_id": ORG}, token=OPERATOR
+    )
+    assert status == 201
+    assert call(client, "DELETE", f"/v1/incidents/inc-op/escalations?org_id={ORG}", token=OPERATOR) == (
+        200,
+        {"cancelled": [job["job_id"]]},
+    )

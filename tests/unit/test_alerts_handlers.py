@@ -269,6 +269,23 @@ def test_through_the_worker_a_deferred_alert_waits_scheduled_then_goes_with_the_
     assert len(parts.sms.sent) == 1
 
 
+def test_reschedule_applies_only_to_the_attempt_that_is_running(parts: Parts) -> None:
+    """A worker whose lease was taken over must not move the job: the conditions say so."""
+    job = parts.job("sms", alert_payload())
+    later = parts.clock() + timedelta(hours=1)
+    assert parts.store.reschedule(job, later) is None  # queued, not running
+
+    running = parts.start(job)
+    parts.clock.advance(120)
+    taken_over = parts.start(job)  # the lease ran out: another worker's attempt 2
+
+    assert parts.store.reschedule(running, later) is None
+    moved = parts.store.reschedule(taken_over, later, {"reason": "quiet_hours"})
+    assert moved is not None
+    assert (moved.status, moved.attempts, moved.run_at) == ("scheduled", 1, later)
+    assert moved.meta == {"deferral": {"reason": "quiet_hours"}}
+
+
 # --- throughput cap -------------------------------------------------------------------------------
 
 

@@ -97,8 +97,15 @@ class Http:
     client: Any
     svc: Services
 
-    def __call__(self, method: str, path: str, body: Any = None, *, token: str | None = "member-a",
-                 raw: bytes | str | None = None) -> Any:
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = "member-a",
+        raw: bytes | str | None = None,
+    ) -> Any:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -150,6 +157,16 @@ def the_document(http: Http) -> Any:
 @example("GET", "/admin", 200)
 def the_dashboard(http: Http) -> Any:
     return http("GET", "/admin", token=None)
+
+
+@example("GET", "/v1/ping", 200)
+def a_ping(http: Http) -> Any:
+    return http("GET", "/v1/ping")
+
+
+@example("GET", "/v1/ping", 401)
+def a_ping_without_a_token(http: Http) -> Any:
+    return http("GET", "/v1/ping", token=None)
 
 
 @example("POST", "/v1/jobs", 202)
@@ -273,6 +290,17 @@ def another_orgs_job(http: Http) -> Any:
     return http("GET", f"/v1/jobs/{http.job()['job_id']}", token="member-b")
 
 
+@example("GET", "/v1/jobs/{job_id}", 200)
+def an_escalation_job_by_its_percent_encoded_id(http: Http) -> Any:
+    http("POST", "/v1/incidents/inc-9/escalations", ESCALATION)
+    return http("GET", "/v1/jobs/incident%3Ainc-9%3Alevel%3A1%3Arepeat%3A0")
+
+
+@example("GET", "/v1/jobs/{job_id}", 404)
+def a_job_id_too_long_for_the_table(http: Http) -> Any:
+    return http("GET", "/v1/jobs/" + "%F0%9F%99%82" * 200)
+
+
 @example("DELETE", "/v1/jobs/{job_id}", 200)
 def cancelling_a_queued_job(http: Http) -> Any:
     return http("DELETE", f"/v1/jobs/{http.job()['job_id']}")
@@ -310,8 +338,13 @@ def rotating_as_a_member(http: Http) -> Any:
     return http("POST", "/v1/webhook-secret/rotate", {})
 
 
-ALERT = {"user_id": "u-1", "phone_number": "+15551234567", "message": "Freezer 3 is warm", "alert_type": "temperature",
-         "severity": "critical"}
+ALERT = {
+    "user_id": "u-1",
+    "phone_number": "+15551234567",
+    "message": "Freezer 3 is warm",
+    "alert_type": "temperature",
+    "severity": "critical",
+}
 ESCALATION = {"level": 1, "repeat": 0, "delay_seconds": 1200, "contact": {"phone_number": "+15551234567"}}
 
 
@@ -349,8 +382,13 @@ def acknowledging_an_incident(http: Http) -> Any:
     return response
 
 
-RECIPIENT = {"email": "ana@example.com", "phone_number": "+15551234567", "timezone": "America/Chicago",
-             "digests": ["daily", "weekly"], "quiet_hours": {"start": "22:00", "end": "07:00"}}
+RECIPIENT = {
+    "email": "ana@example.com",
+    "phone_number": "+15551234567",
+    "timezone": "America/Chicago",
+    "digests": ["daily", "weekly"],
+    "quiet_hours": {"start": "22:00", "end": "07:00"},
+}
 
 
 @example("PUT", "/v1/recipients/{user_id}", 201)
@@ -386,7 +424,12 @@ def an_unknown_recipient(http: Http) -> Any:
     return http("GET", "/v1/recipients/nobody")
 
 
-@example("DELETE", "/v1/recipients/{user_id}", None)
+@example("GET", "/v1/recipients/{user_id}", 400)
+def a_user_id_that_is_not_utf8(http: Http) -> Any:
+    return http("GET", "/v1/recipients/%ff")
+
+
+@example("DELETE", "/v1/recipients/{user_id}", 200)
 def removing_a_recipient(http: Http) -> Any:
     http("PUT", "/v1/recipients/fi", RECIPIENT)
     return http("DELETE", "/v1/recipients/fi")

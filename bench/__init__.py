@@ -1,0 +1,1 @@
+"""`make bench`: Herald\x27s benchmarks (see docs/benchmarks.md)."""
