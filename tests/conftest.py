@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import Api
-from tests.support.cloud import LocalCloud, cloud, cloud_healthy, deploy_stack
+from tests.support.cloud import LocalCloud, cloud, cloud_healthy, deploy_stack, stray_processes
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,9 @@ def local_cloud() -> Iterator[LocalCloud]:
     yield LocalCloud()
     if started and not os.environ.get("HERALD_KEEP_CLOUD"):
         cloud("down")
+        # `make down` must leave nothing behind: no LocalStack, DynamoDB Local or Lambda process.
+        leftovers = stray_processes()
+        assert not leftovers, "processes left after `cloud.py down`:\n" + "\n".join(leftovers)
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,22 @@ def cloud(command: str) -> None:
         raise RuntimeError(f"localstack/cloud.py {command} failed (exit {result.returncode})")
 
 
+def stray_processes() -> list[str]:
+    """Processes still running from this project's local cloud (LocalStack, DynamoDB Local, Lambdas)."""
+    marker = str(ROOT / ".herald")
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline or ("bootstrap.py" in cmdline and str(ROOT) in cmdline):
+            found.append(f"{proc.name}: {cmdline[:160]}")
+    return found
+
+
 @dataclass
 class LocalCloud:
     endpoint: str = LOCALSTACK
