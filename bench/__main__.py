@@ -22,7 +22,16 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import cloud
-from bench.harness import RESULTS, BenchFailure, Figure, markdown_table, say, table, write_results
+from bench.harness import (
+    RESULTS,
+    BenchFailure,
+    DropMetricLines,
+    Figure,
+    markdown_table,
+    say,
+    table,
+    write_results,
+)
 
 ORDER = ("calls", "coldstart", "latency", "fanout", "pipeline", "delays")
 
@@ -69,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     cloud.use_local_cloud()
+    sys.stdout = DropMetricLines(sys.stdout)
     stack = cloud.ensure_stack()
     cloud.bench_tokens(stack)
     runners = _runners(args)

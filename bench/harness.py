@@ -11,12 +11,14 @@ so a fast wrong answer cannot look good.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import operator
 import os
 import platform
 import re
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -240,7 +242,31 @@ def wait_until(
 
 
 def say(message: str) -> None:
-    print(f"[bench] {message}", flush=True)
+    print(f"[bench] {message}", file=sys.__stdout__, flush=True)
+
+
+class DropMetricLines(io.TextIOBase):
+    """stdout without Powertools' EMF metric lines (Herald code run in-process prints one per job)."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            *lines, self._pending = self._pending.split("\n")
+            for line in lines:
+                if not line.startswith('{"_aws"'):
+                    self._target.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
 
 
 # --- AWS call counting -------------------------------------------------------------------------

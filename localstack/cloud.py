@@ -284,6 +284,9 @@ def localstack_env() -> dict[str, str]:
         "HERALD_LAMBDA_RUNTIMES": json.dumps(runtimes),
         # The default 1 s poll makes SQS -> Lambda crawl at ~10 msg/s; 0.1 s keeps idle CPU low.
         "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": os.environ.get("HERALD_ESM_POLL_INTERVAL", "0.1"),
+        # An idle queue is polled less and less often, up to 10 s by default: a critical alert
+        # on a quiet queue then waits that long. AWS's long polling answers within a second.
+        "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": os.environ.get("HERALD_ESM_MAX_IDLE_BACKOFF", "1"),
         "HERALD_DYNAMODB_ENDPOINT": dynamodb_url(),
     })
     return env

@@ -41,8 +41,9 @@ def test_the_public_api_refuses_the_chaos_type(client):
 
 def test_on_prod_a_chaos_message_is_an_unknown_type_dead_at_once_and_never_run(svc):
     prod = on_stage(svc, "prod")
-    worker = Worker(svc.store, svc.queue, DeadLetterLedger(svc.ddb, svc.settings.table_name),
-                    build_handlers(prod), prod.settings)
+    worker = Worker(
+        svc.store, svc.queue, DeadLetterLedger(svc.ddb, svc.settings.table_name), build_handlers(prod), prod.settings
+    )
     job, _ = JobService(svc.store, svc.queue).enqueue(NewJob(org_id="org-a", type="chaos", payload={"action": "exit"}))
     url = svc.queue.url_of("herald-local-normal")
     messages = svc.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])

@@ -41,7 +41,7 @@ def test_the_limit_holds_per_organization_and_the_wait_is_the_rest_of_the_window
     assert limit(A) is None
 
 
-def test_one_update_item_per_request_and_the_counter_expires(svc):
+def test_one_update_item_per_request_and_the_counter_expires(svc, monkeypatch):
     calls: list[dict[str, Any]] = []
     real = svc.ddb.update_item
 
@@ -49,7 +49,7 @@ def test_one_update_item_per_request_and_the_counter_expires(svc):
         calls.append(kw)
         return real(**kw)
 
-    svc.ddb.update_item = spy
+    monkeypatch.setattr(svc.ddb, "update_item", spy)
     clock = Clock()
     limiter(svc, 10, clock)(A)
     assert len(calls) == 1
@@ -57,11 +57,11 @@ def test_one_update_item_per_request_and_the_counter_expires(svc):
     assert item["n"] == {"N": "1"} and int(item["expires_at"]["N"]) > clock.now + 60
 
 
-def test_the_limiter_fails_open_when_dynamodb_is_unreachable(svc):
+def test_the_limiter_fails_open_when_dynamodb_is_unreachable(svc, monkeypatch):
     def down(**_: Any) -> Any:
         raise EndpointConnectionError(endpoint_url="http://127.0.0.1:8000")
 
-    svc.ddb.update_item = down
+    monkeypatch.setattr(svc.ddb, "update_item", down)
     assert limiter(svc, 1, Clock())(A) is None
 
 

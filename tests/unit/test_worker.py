@@ -226,3 +226,12 @@ def test_backoff_grows_exponentially_with_bounded_jitter():
     assert backoff_seconds(2, 1, lambda: 1.0) == 2.0
     assert backoff_seconds(2, 4, lambda: 1.0) == 16.0
     assert backoff_seconds(3600, 10, lambda: 1.0) == 43_200
+
+
+def test_a_fully_failed_batch_names_every_failed_message_instead_of_raising(h):
+    jobs = [h.enqueue() for _ in range(3)]
+    h.script = [RetryableError("http_503", "down")] * 3
+    messages = h.receive()
+    response = h.run(messages)
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(m["MessageId"] for m in messages)
+    assert {h.job(j.job_id).status for j in jobs} == {"failed"}

@@ -1,0 +1,349 @@
+"""Faults while jobs flow: nothing lost, no webhook delivered twice (counted at the receiver).
+
+One fault run for the whole session, in a throwaway organization (`fault_run`):
+N webhook jobs (200; 2,000 with HERALD_SOAK=1) are posted through the API on the `high` queue
+while these faults are injected:
+  (a) a worker times out mid-batch: a `chaos` job (the local stage's fault-injection type,
+      chalicelib/handlers/chaos.py) that sleeps past the function timeout, sent in ONE
+      SendMessageBatch among webhook jobs on the `low` queue (its own queue: the sleep holds the
+      queue's poller for the 30 s timeout, and the flaky receiver must meet the flow meanwhile);
+  (b) the receiver answers 500s and slow answers (timeouts to the sender) for a while, then 200;
+  (c) DynamoDB Local is stopped and started again (data kept), while the flow is still posting;
+  (d) a worker exits with sys.exit mid-batch (`chaos` exit among webhook jobs on `high`).
+A job whose worker died comes back after the queue's visibility timeout (180 s locally) and its
+lease; so the kick-off test only injects (about 40 s), and the verdicts (marked `after_faults`)
+run at the end of the session, by when the recovery has overlapped the other reliability tests.
+
+Verdicts: every job is completed, or dead with a reason; none missing; every completed webhook
+job got exactly one 2xx answer at the receiver (retries after a 500 or a timeout are
+legitimate re-deliveries, a second 2xx is not), a dead one none.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from chalicelib.jobs.model import Job
+from tests.reliability.harness import (
+    FINAL,
+    SOAK,
+    Attempts,
+    CountingReceiver,
+    Flaky,
+    Jobs,
+    Outage,
+    Tenant,
+    post_jobs,
+    restart_dynamodb,
+    size,
+    webhook_body,
+)
+from tests.reliability.report import ReliabilityReport
+
+pytestmark = pytest.mark.reliability
+
+FLOW_JOBS = size(200, 2_000)
+BATCH = 10  # the workers' SQS batch size
+CHAOS_AT = 6  # the chaos job's place in its batch: the jobs before it ran in the same invocation
+# Seconds after the start of the run at which each fault is injected.
+TIMEOUTS_AT = [1.0, 61.0, 121.0] if SOAK else [1.0]
+CRASHES_AT = [1.5, 8.0, 40.0, 80.0, 120.0, 160.0] if SOAK else [1.5, 8.0]
+FLAKY_AT = [4.0, 64.0, 124.0] if SOAK else [4.0]
+FLAKY_S = 12.0
+DYNAMODB_AT = [20.0, 140.0] if SOAK else [20.0]
+DYNAMODB_COHORT = 20  # jobs sent just before DynamoDB stops, so workers are busy with them
+# The run must be over by then: the last fault, the visibility timeout (180 s), lease, retries.
+SETTLE_S = 900.0 if SOAK else 420.0
+
+
+@dataclass
+class FaultRun:
+    tenant: Tenant
+    jobs: Jobs
+    receiver: CountingReceiver
+    flaky: Flaky
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    started: float = field(default_factory=time.monotonic)
+    flow_ids: list[str] = field(default_factory=list)
+    flow_keys: list[str] = field(default_factory=list)
+    cohorts: dict[str, list[str]] = field(default_factory=lambda: {"timeout": [], "crash": [], "dynamodb": []})
+    chaos: dict[str, list[str]] = field(default_factory=lambda: {"sleep": [], "exit": []})
+    outages: list[Outage] = field(default_factory=list)
+    api: Attempts = field(default_factory=Attempts)
+    api_during_outage: Attempts = field(default_factory=Attempts)
+    faults: Counter[str] = field(default_factory=Counter)
+    _settled: dict[str, Job | None] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def org(self) -> str:
+        return self.tenant.org_id
+
+    @property
+    def webhook_ids(self) -> list[str]:
+        return self.flow_ids + [job_id for ids in self.cohorts.values() for job_id in ids]
+
+    @property
+    def all_ids(self) -> list[str]:
+        return self.webhook_ids + self.chaos["sleep"] + self.chaos["exit"]
+
+    # --- injection ---------------------------------------------------------------------------
+
+    def webhook(self, priority: str, tag: str, i: int) -> Job:
+        return self.jobs.new(
+            self.org, "webhook", {"url": self.receiver.url, "body": {"run": self.run_id, tag: i}}, priority=priority
+        )
+
+    def chaos_batch(self, action: str, priority: str) -> None:
+        """One SendMessageBatch: webhook jobs with a chaos job at CHAOS_AT."""
+        cohort = "timeout" if action == "sleep" else "crash"
+        mates = [self.webhook(priority, cohort, len(self.cohorts[cohort]) + i) for i in range(BATCH - 1)]
+        chaos = self.jobs.new(self.org, "chaos", {"action": action, "fail_attempts": 1}, priority=priority)
+        self.jobs.send_batch(priority, [*mates[:CHAOS_AT], chaos, *mates[CHAOS_AT:]])
+        self.cohorts[cohort] += [job.job_id for job in mates]
+        self.chaos[action].append(chaos.job_id)
+        self.faults["worker timeout (chaos sleep)" if action == "sleep" else "worker crash (sys.exit)"] += 1
+
+    def receiver_outage(self) -> None:
+        self.flaky.start()
+        self.faults["webhook target 500s/timeouts"] += 1
+
+    def dynamodb_restart(self) -> None:
+        batch = [self.webhook("high", "dynamodb", len(self.cohorts["dynamodb"]) + i) for i in range(DYNAMODB_COHORT)]
+        self.jobs.send_batch("high", batch)
+        self.cohorts["dynamodb"] += [job.job_id for job in batch]
+        outage = restart_dynamodb()
+        self.outages.append(outage)
+        self.faults["DynamoDB stopped and restarted"] += 1
+
+    def inject(self) -> None:
+        """Post the flow through the API and inject every fault on schedule; returns when the
+        flow is all accepted and DynamoDB is back (the recovery goes on by itself)."""
+        self.receiver.policy = self.flaky
+        self.flow_keys = [f"rel-{self.run_id}-{i}" for i in range(FLOW_JOBS)]
+        bodies = [
+            webhook_body(self.receiver, {"run": self.run_id, "flow": i}, priority="high", key=key)
+            for i, key in enumerate(self.flow_keys)
+        ]
+        schedule: list[tuple[float, Callable[[], None]]] = sorted(
+            [(at, lambda: self.chaos_batch("sleep", "low")) for at in TIMEOUTS_AT]
+            + [(at, lambda: self.chaos_batch("exit", "high")) for at in CRASHES_AT]
+            + [(at, self.receiver_outage) for at in FLAKY_AT]
+            + [(at, self.dynamodb_restart) for at in DYNAMODB_AT],
+            key=lambda event: event[0],
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            flow: Future[Any] = pool.submit(
+                post_jobs, self.tenant.member, bodies, self.started + SETTLE_S / 2, self.api
+            )
+            for at, action in schedule:
+                time.sleep(max(0.0, self.started + at - time.monotonic()))
+                action()
+            replies = flow.result()
+        self.flow_ids = [reply.body["job_id"] for reply in replies]
+
+    # --- the outcome ------------------------------------------------------------------------
+
+    def settle(self) -> dict[str, Job | None]:
+        """Wait (once) until every job of the run is final or the deadline; their records."""
+        with self._lock:
+            if self._settled is None:
+                ids = self.all_ids
+                self.jobs.wait_final(self.org, ids, self.started + SETTLE_S)
+                self._settled = self.jobs.records(self.org, ids)
+            return self._settled
+
+    def verdict(self, ids: list[str]) -> dict[str, Any]:
+        """For these jobs: final statuses, lost ones, deliveries per completed/dead webhook job."""
+        records = self.settle()
+        successes = self.receiver.successes()
+        webhooks = set(self.webhook_ids)
+        out: dict[str, Any] = {
+            "completed": [],
+            "dead": [],
+            "dead_without_reason": [],
+            "lost": [],
+            "duplicated": {},
+            "undelivered": [],
+            "delivered_but_dead": [],
+        }
+        for job_id in ids:
+            job = records.get(job_id)
+            if job is None or job.status not in FINAL:
+                out["lost"].append((job_id, None if job is None else job.status))
+                continue
+            if job.status == "dead":
+                out["dead"].append(job_id)
+                if not (job.error or {}).get("code"):
+                    out["dead_without_reason"].append(job_id)
+            elif job.status == "completed":
+                out["completed"].append(job_id)
+            if job_id not in webhooks:
+                continue
+            got = successes.get(job_id, 0)
+            if job.status == "completed" and got == 0:
+                out["undelivered"].append(job_id)
+            if got > 1:
+                out["duplicated"][job_id] = got
+            if job.status == "dead" and got:
+                out["delivered_but_dead"].append(job_id)
+        return out
+
+
+def assert_effectively_once(verdict: dict[str, Any], what: str) -> None:
+    assert not verdict["lost"], f"{what}: jobs not final (lost): {verdict['lost'][:20]}"
+    assert not verdict["dead_without_reason"], f"{what}: dead without a reason: {verdict['dead_without_reason']}"
+    assert not verdict["duplicated"], (
+        f"{what}: webhooks delivered more than once (2xx answers): {verdict['duplicated']}"
+    )
+    assert not verdict["undelivered"], f"{what}: completed but never answered 2xx: {verdict['undelivered'][:20]}"
+    assert not verdict["delivered_but_dead"], f"{what}: answered 2xx but dead: {verdict['delivered_but_dead']}"
+
+
+@pytest.fixture(scope="session")
+def fault_run(tenants: Callable[[str], Tenant], jobs: Jobs) -> Iterator[FaultRun]:
+    receiver = CountingReceiver()
+    receiver.start()
+    run = FaultRun(tenants("rel-faults"), jobs, receiver, Flaky(FLAKY_S))
+    try:
+        run.inject()
+        yield run
+    finally:
+        receiver.stop()
+
+
+# --- kick-off (runs first) -------------------------------------------------------------------
+
+
+def test_faults_are_injected_while_jobs_flow(fault_run: FaultRun) -> None:
+    run = fault_run
+    assert len(run.flow_ids) == FLOW_JOBS
+    assert len(set(run.flow_ids)) == FLOW_JOBS, "a retried POST with the same idempotency key made a second job"
+    assert run.flaky.served["500"] > 0 and run.flaky.served["slow"] > 0, run.flaky.served
+    for outage in run.outages:
+        assert outage.seen_down and outage.pid_after != outage.pid_before, outage
+    assert len(run.chaos["sleep"]) == len(TIMEOUTS_AT) and len(run.chaos["exit"]) == len(CRASHES_AT)
+
+
+# --- verdicts (run last: by then the recovery has happened) ----------------------------------
+
+
+@pytest.mark.after_faults
+def test_after_the_faults_every_job_is_completed_or_dead_with_a_reason_and_none_is_lost(
+    fault_run: FaultRun, reliability_report: ReliabilityReport
+) -> None:
+    run = fault_run
+    verdict = run.verdict(run.all_ids)
+    duplicated = sum(n - 1 for n in verdict["duplicated"].values())
+    reliability_report.record(
+        "faults (a-d)",
+        jobs_injected=len(run.all_ids),
+        faults_injected=sum(run.faults.values()),
+        completed=len(verdict["completed"]),
+        dead_with_reason=len(verdict["dead"]) - len(verdict["dead_without_reason"]),
+        lost=len(verdict["lost"]) + len(verdict["dead_without_reason"]),
+        duplicated_effects=duplicated,
+        note=", ".join(f"{name}: {n}" for name, n in run.faults.items()),
+    )
+    seen = run.receiver.answers()
+    reliability_report.note(
+        "faults (a-d)",
+        f"receiver answers: {len(seen)} ({sum(1 for _, s, _ in seen if 200 <= s < 300)} 2xx); "
+        f"flaky phase served {dict(run.flaky.served)}; "
+        f"DynamoDB outages: {', '.join(f'{o.seconds:.1f} s' for o in run.outages)}; API answers while posting: "
+        f"{dict(sorted(run.api.statuses.items()))}, network errors {run.api.errors}",
+    )
+    assert not verdict["lost"], f"jobs not final (lost): {verdict['lost'][:20]}"
+    assert not verdict["dead_without_reason"], verdict["dead_without_reason"]
+
+
+@pytest.mark.after_faults
+def test_after_the_faults_no_webhook_was_delivered_twice(fault_run: FaultRun) -> None:
+    assert_effectively_once(fault_run.verdict(fault_run.webhook_ids), "all webhook jobs")
+
+
+@pytest.mark.after_faults
+def test_a_worker_timing_out_mid_batch_loses_nothing_and_repeats_no_effect(
+    fault_run: FaultRun, reliability_report: ReliabilityReport
+) -> None:
+    run = fault_run
+    records = run.settle()
+    for job_id in run.chaos["sleep"]:
+        job = records[job_id]
+        # The first attempt was killed by the function timeout; the message came back and ran.
+        assert job is not None and job.status == "completed" and job.attempts >= 2, job
+    verdict = run.verdict(run.cohorts["timeout"])
+    reliability_report.note("faults (a-d)", _cohort_line("(a) worker timeout mid-batch", verdict))
+    assert_effectively_once(verdict, "the timed-out batches")
+
+
+@pytest.mark.after_faults
+def test_a_failing_then_recovering_webhook_target_gets_each_effect_once(
+    fault_run: FaultRun, reliability_report: ReliabilityReport
+) -> None:
+    run = fault_run
+    run.settle()
+    refused = set(run.receiver.failures())  # every job the outage met: a 500 or a slow answer
+    cohort = [job_id for job_id in run.webhook_ids if job_id in refused]
+    assert cohort, "the receiver's outage met no job"
+    verdict = run.verdict(cohort)
+    reliability_report.note("faults (a-d)", _cohort_line("(b) target 500s/timeouts", verdict))
+    assert_effectively_once(verdict, "jobs the receiver's outage met")
+    for job_id in verdict["dead"]:
+        code = (run.settle()[job_id].error or {}).get("code", "")  # type: ignore[union-attr]
+        assert code in ("http_500", "http_503", "timeout"), code
+
+
+@pytest.mark.after_faults
+def test_a_dynamodb_restart_loses_nothing_and_repeats_no_effect(
+    fault_run: FaultRun, reliability_report: ReliabilityReport
+) -> None:
+    run = fault_run
+    records = run.settle()
+    windows = [(o.stopped_at - 5, o.back_at + 5) for o in run.outages]
+    around = [
+        job_id
+        for job_id in run.flow_ids
+        if (job := records.get(job_id)) is not None and any(iso_between(job, start, end) for start, end in windows)
+    ]
+    verdict = run.verdict(run.cohorts["dynamodb"] + around)
+    reliability_report.note("faults (a-d)", _cohort_line("(c) DynamoDB restart", verdict))
+    assert_effectively_once(verdict, "jobs in flight around the DynamoDB restart")
+    # Every POST was eventually accepted, each idempotency key made exactly one job.
+    assert len(set(run.flow_ids)) == len(run.flow_keys)
+
+
+@pytest.mark.after_faults
+def test_a_worker_crashing_with_sys_exit_mid_batch_loses_nothing_and_repeats_no_effect(
+    fault_run: FaultRun, reliability_report: ReliabilityReport
+) -> None:
+    run = fault_run
+    records = run.settle()
+    for job_id in run.chaos["exit"]:
+        job = records[job_id]
+        assert job is not None and job.status == "completed" and job.attempts >= 2, job
+    verdict = run.verdict(run.cohorts["crash"])
+    reliability_report.note("faults (a-d)", _cohort_line("(d) worker sys.exit mid-batch", verdict))
+    assert_effectively_once(verdict, "the crashed batches")
+
+
+def iso_between(job: Job, start: float, end: float) -> bool:
+    created = job.created_at.timestamp()
+    return start <= created <= end
+
+
+def _cohort_line(name: str, verdict: dict[str, Any]) -> str:
+    return (
+        f"{name}: {len(verdict['completed']) + len(verdict['dead']) + len(verdict['lost'])} jobs, "
+        f"{len(verdict['completed'])} completed, {len(verdict['dead'])} dead, {len(verdict['lost'])} lost, "
+        f"{sum(n - 1 for n in verdict['duplicated'].values())} duplicated"
+    )
