@@ -58,7 +58,9 @@ class TokenStore:
             hit = self._cache.get(digest)
             if hit and hit[0] > now:
                 return hit[1]
-        item = self._ddb.get_item(TableName=self._table, Key=to_item({"pk": f"TOKEN#{digest}", "sk": "TOKEN"})).get("Item")
+        item = self._ddb.get_item(TableName=self._table, Key=to_item({"pk": f"TOKEN#{digest}", "sk": "TOKEN"})).get(
+            "Item"
+        )
         principal = None
         if item:
             data = from_item(item)

@@ -31,7 +31,7 @@ def _session() -> boto3.session.Session:
 def client(service: str) -> Any:
     """A cached client for `service` (boto3 clients are thread-safe; sessions are not)."""
     with _LOCK:
-        return _session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+        return _session().client(service, config=_CONFIG)
 
 
 def reset() -> None:

@@ -23,8 +23,18 @@ class OrgStore:
     def put_org(self, org_id: str, name: str) -> None:
         self._ddb.transact_write_items(
             TransactItems=[
-                {"Put": {"TableName": self._table, "Item": to_item({"pk": f"ORG#{org_id}", "sk": "ORG", "name": name})}},
-                {"Put": {"TableName": self._table, "Item": to_item({"pk": "ORGS", "sk": f"ORG#{org_id}", "org_id": org_id})}},
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item({"pk": f"ORG#{org_id}", "sk": "ORG", "name": name}),
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item({"pk": "ORGS", "sk": f"ORG#{org_id}", "org_id": org_id}),
+                    }
+                },
             ]
         )
 
@@ -63,7 +73,9 @@ class OrgStore:
             try:
                 self._ddb.put_item(
                     TableName=self._table,
-                    Item=to_item({"pk": f"ORG#{org_id}", "sk": "WEBHOOK_SECRET", "secret": secret, "created_at": iso(utcnow())}),
+                    Item=to_item(
+                        {"pk": f"ORG#{org_id}", "sk": "WEBHOOK_SECRET", "secret": secret, "created_at": iso(utcnow())}
+                    ),
                     ConditionExpression="attribute_not_exists(pk)",
                 )
             except Exception as err:
@@ -78,7 +90,9 @@ class OrgStore:
         secret = generate_secret()
         self._ddb.put_item(
             TableName=self._table,
-            Item=to_item({"pk": f"ORG#{org_id}", "sk": "WEBHOOK_SECRET", "secret": secret, "created_at": iso(utcnow())}),
+            Item=to_item(
+                {"pk": f"ORG#{org_id}", "sk": "WEBHOOK_SECRET", "secret": secret, "created_at": iso(utcnow())}
+            ),
         )
         with self._lock:
             self._secrets.pop(org_id, None)

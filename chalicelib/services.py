@@ -76,7 +76,9 @@ def build(config: Settings | None = None) -> Services:
     config = config or settings()
     ddb = aws.client("dynamodb")
     sqs = aws.client("sqs")
-    store = JobStore(ddb, config.table_name, retention=Retention(config.completed_retention_days, config.dead_retention_days))
+    store = JobStore(
+        ddb, config.table_name, retention=Retention(config.completed_retention_days, config.dead_retention_days)
+    )
     queue = JobQueue(sqs, config)
     return Services(
         settings=config,

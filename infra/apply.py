@@ -57,9 +57,13 @@ class Resolver:
 
 def _apply_queue(sqs: Any, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     attributes = {
-        SQS_ATTRIBUTES[key]: json.dumps(value) if isinstance(value, dict) else str(value).lower()
-        if isinstance(value, bool) else str(value)
-        for key, value in props.items() if key in SQS_ATTRIBUTES
+        SQS_ATTRIBUTES[key]: json.dumps(value)
+        if isinstance(value, dict)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+        for key, value in props.items()
+        if key in SQS_ATTRIBUTES
     }
     name = props["QueueName"]
     try:
@@ -101,15 +105,20 @@ def _apply_alarm(cloudwatch: Any, props: dict[str, Any]) -> tuple[str, dict[str,
     return props["AlarmName"], {}
 
 
-def apply(stage: str, parameters: dict[str, Any] | None = None, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+def apply(
+    stage: str, parameters: dict[str, Any] | None = None, *, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Apply the template; returns the Outputs, resolved."""
     doc = template()
     values = {name: spec.get("Default") for name, spec in doc["Parameters"].items()}
     values.update(parameters or {})
     values["Stage"] = stage
     resolve = Resolver(values)
-    clients = {"sqs": boto3.client("sqs"), "dynamodb": boto3.client("dynamodb"),
-               "cloudwatch": boto3.client("cloudwatch")}
+    clients = {
+        "sqs": boto3.client("sqs"),
+        "dynamodb": boto3.client("dynamodb"),
+        "cloudwatch": boto3.client("cloudwatch"),
+    }
     appliers: dict[str, tuple[str, Callable[[Any, dict[str, Any]], tuple[str, dict[str, str]]]]] = {
         "AWS::SQS::Queue": ("sqs", _apply_queue),
         "AWS::DynamoDB::Table": ("dynamodb", _apply_table),
@@ -140,8 +149,12 @@ def apply(stage: str, parameters: dict[str, Any] | None = None, *, log: Callable
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Apply Herald's infra template to the local cloud.")
     parser.add_argument("--stage", default="local")
-    parser.add_argument("--visibility-timeout", type=int, default=None,
-                        help="queue visibility timeout in seconds (>= 6 x worker timeout)")
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=None,
+        help="queue visibility timeout in seconds (>= 6 x worker timeout)",
+    )
     args = parser.parse_args(argv)
     params = {"VisibilityTimeoutSeconds": args.visibility_timeout} if args.visibility_timeout else {}
     outputs = apply(args.stage, params)

@@ -121,8 +121,10 @@ def build(stage: str, out: Path, run_lint: bool = True) -> list[Path]:
     sam_file.write_text(json.dumps(patch_sam(json.loads(sam_file.read_text())), indent=2) + "\n")
     infra_file = out / "infra.json"
     infra_file.write_text(json.dumps(template(), indent=2) + "\n")
-    say(f"wrote {sam_file.relative_to(ROOT) if sam_file.is_relative_to(ROOT) else sam_file}, "
-        f"{app_dir / 'deployment.zip'} and {infra_file}")
+    say(
+        f"wrote {sam_file.relative_to(ROOT) if sam_file.is_relative_to(ROOT) else sam_file}, "
+        f"{app_dir / 'deployment.zip'} and {infra_file}"
+    )
     if run_lint:
         lint([sam_file, infra_file])
     return [sam_file, infra_file]

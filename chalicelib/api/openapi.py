@@ -5,9 +5,10 @@ this module). Regenerate it after changing a route, a request field or this modu
 
     python -m chalicelib.api.openapi > chalicelib/openapi.json
 
-The generic job's request body is derived from the validator's own field lists (`JOB_FIELDS`,
-`PAYLOADS`), so a field added there shows up here. tests/unit/test_openapi.py keeps the rest
-true: the file is what this module builds, every route of the app is documented with the same
+Request bodies are derived from the validators' own field lists (`F`: jobs and their payloads,
+alerts, escalations, recipients, redrives), so a field added there shows up here, and a field
+whose `check` this module cannot describe stops the build. tests/unit/test_openapi.py keeps the
+rest true: the file is what this module builds, every route of the app is documented with its
 methods, and representative answers of the app validate against the documented responses.
 """
 

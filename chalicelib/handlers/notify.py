@@ -38,7 +38,10 @@ def email_handler(svc: Services) -> Handler:
         payload = job.payload
         to = payload["to"] if isinstance(payload["to"], list) else [payload["to"]]
         message = EmailMessage(
-            to=to, subject=payload["subject"], text=payload["text"], html=payload.get("html"),
+            to=to,
+            subject=payload["subject"],
+            text=payload["text"],
+            html=payload.get("html"),
             source=svc.settings.email_source,
         )
         return {"message_id": provider.send(message, idempotency_key=job.job_id)}

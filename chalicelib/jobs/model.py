@@ -115,9 +115,7 @@ class Envelope:
         if not isinstance(data, dict):
             raise EnvelopeError("malformed_envelope", "the message body is not a JSON object")
         if data.get("v") != ENVELOPE_VERSION:
-            raise EnvelopeError(
-                "unknown_envelope_version", f"envelope version {data.get('v')!r} is not supported"
-            )
+            raise EnvelopeError("unknown_envelope_version", f"envelope version {data.get('v')!r} is not supported")
         try:
             envelope = cls(
                 job_id=_text(data, "job_id"),

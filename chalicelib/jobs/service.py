@@ -69,7 +69,11 @@ class JobService:
         except Exception:
             logger.exception("enqueue failed: job record rolled back", extra={"job_id": job.job_id})
             self.store.delete(job)
-            raise ApiError(503, "queue_unavailable", "The job could not be queued; nothing was created. Retry.",
-                           headers={"Retry-After": "1"}) from None
+            raise ApiError(
+                503,
+                "queue_unavailable",
+                "The job could not be queued; nothing was created. Retry.",
+                headers={"Retry-After": "1"},
+            ) from None
         count("JobsEnqueued", job.type)
         return job, True

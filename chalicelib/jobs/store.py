@@ -184,10 +184,17 @@ class JobStore:
 
     def delete(self, job: Job) -> None:
         """Undo `create` (the message could not be sent): the request failed, nothing remains."""
-        writes = [{"Delete": {"TableName": self._table, "Key": to_item({"pk": job_pk(job.org_id, job.job_id), "sk": JOB_SK})}}]
+        writes = [
+            {"Delete": {"TableName": self._table, "Key": to_item({"pk": job_pk(job.org_id, job.job_id), "sk": JOB_SK})}}
+        ]
         if job.idempotency_key is not None:
             writes.append(
-                {"Delete": {"TableName": self._table, "Key": to_item({"pk": f"IDEM#{job.org_id}#{job.idempotency_key}", "sk": "IDEM"})}}
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": to_item({"pk": f"IDEM#{job.org_id}#{job.idempotency_key}", "sk": "IDEM"}),
+                    }
+                }
             )
         self._ddb.transact_write_items(TransactItems=writes)
 
@@ -249,7 +256,12 @@ class JobStore:
                 start = decode_cursor(cursor)
             except ValueError:
                 raise BadCursor(cursor) from None
-            if start.get("gsi1pk", {}).get("S") != org_jobs_pk(org_id) or set(start) != {"pk", "sk", "gsi1pk", "gsi1sk"}:
+            if start.get("gsi1pk", {}).get("S") != org_jobs_pk(org_id) or set(start) != {
+                "pk",
+                "sk",
+                "gsi1pk",
+                "gsi1sk",
+            }:
                 raise BadCursor(cursor)
         jobs: list[Job] = []
         while True:
@@ -261,9 +273,7 @@ class JobStore:
                 jobs.append(_job_from_item(item))
                 if len(jobs) == limit:
                     last = item
-                    return jobs, encode_cursor(
-                        {k: last[k] for k in ("pk", "sk", "gsi1pk", "gsi1sk")}
-                    )
+                    return jobs, encode_cursor({k: last[k] for k in ("pk", "sk", "gsi1pk", "gsi1sk")})
             start = response.get("LastEvaluatedKey")
             if not start:
                 return jobs, None
@@ -378,8 +388,10 @@ class JobStore:
         return self._update(
             org_id,
             job_id,
-            "SET #s = :active, attempts = attempts + :one, started_at = :now, lease_until = :lease, updated_at = :now",
-            "attribute_exists(pk) AND (#s IN (:scheduled, :queued, :failed) OR (#s = :active AND lease_until < :epoch))",
+            "SET #s = :active, attempts = attempts + :one, started_at = :now, lease_until = :lease, "
+            "updated_at = :now",
+            "attribute_exists(pk) AND (#s IN (:scheduled, :queued, :failed) "
+            "OR (#s = :active AND lease_until < :epoch))",
             active="active",
             one=1,
             now=iso(now),

@@ -62,7 +62,7 @@ class Outcome:
 
 def backoff_seconds(base: int, attempt: int, rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with 'equal jitter': half fixed, half random, capped by SQS's limit."""
-    ceiling = min(MAX_BACKOFF_S, base * 2 ** max(attempt - 1, 0))
+    ceiling = float(min(MAX_BACKOFF_S, base * 2 ** max(attempt - 1, 0)))
     return ceiling / 2 + rng() * ceiling / 2
 
 
@@ -93,12 +93,13 @@ class Worker:
         remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
         token = _INVOCATION_DEADLINE.set(time.monotonic() + remaining_ms() / 1000 if callable(remaining_ms) else None)
         try:
-            return process_partial_response(
+            response = process_partial_response(
                 event=event,
                 record_handler=lambda record: self.process(record, priority),
                 processor=processor,
                 context=context,
             )
+            return dict(response)
         finally:
             _INVOCATION_DEADLINE.reset(token)
 
@@ -224,7 +225,7 @@ class Worker:
             {
                 "error_code": code,
                 "error_message": message,
-                "org_id": (attributes.get("org_id") or {}).get("stringValue") or "" if attributes else "",
+                "org_id": _attribute(attributes, "org_id"),
             },
         )
         metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=1)
@@ -238,3 +239,9 @@ def count(name: str, job_type: str) -> None:
     """A count by job type: its own EMF blob, so types in one batch do not mix dimensions."""
     with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
         metric.add_dimension(name="type", value=job_type)
+
+
+def _attribute(attributes: Any, name: str) -> str:
+    """A string message attribute of an SQS record, or "" (poison messages may have none)."""
+    value = (attributes or {}).get(name) or {}
+    return str(value.get("stringValue") or "")

@@ -217,19 +217,32 @@ class RedriveStore:
             now=epoch(self._clock),
         )
 
-    def claim(self, redrive_id: str, lease_s: int) -> bool:
+    def claim(self, redrive_id: str, owner: str, lease_s: int) -> bool:
         """Take the run lease: only one invocation works on a redrive at a time."""
         now = epoch(self._clock)
         return self._update(
             redrive_id,
-            "SET lease_until = :until, heartbeat = :now",
+            "SET lease_until = :until, lease_owner = :owner, heartbeat = :now",
             "#s = :running AND (attribute_not_exists(lease_until) OR lease_until < :now)",
             until=now + lease_s,
+            owner=owner,
             now=now,
         )
 
-    def unclaim(self, redrive_id: str) -> None:
-        self._update(redrive_id, "SET lease_until = :zero", None, zero=0)
+    def beat(self, redrive_id: str, owner: str, lease_s: int) -> bool:
+        """Renew the run lease; False when it is no longer this owner's (or the redrive ended)."""
+        now = epoch(self._clock)
+        return self._update(
+            redrive_id,
+            "SET lease_until = :until, heartbeat = :now",
+            "#s = :running AND lease_owner = :owner",
+            until=now + lease_s,
+            owner=owner,
+            now=now,
+        )
+
+    def unclaim(self, redrive_id: str, owner: str) -> None:
+        self._update(redrive_id, "SET lease_until = :zero", "lease_owner = :owner", zero=0, owner=owner)
 
     def failed_invocation(self, redrive_id: str) -> int:
         """Count an invocation that raised; returns how many did so far."""
@@ -253,6 +266,7 @@ class RedriveStore:
         )
 
     def finish(self, record: Redrive, status: str, error: dict[str, str] | None = None) -> bool:
+        """Final status (only from `running`); frees the queue's lock."""
         now = self._clock()
         done = self._update(
             record.redrive_id,

@@ -41,9 +41,10 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from chalicelib.clock import Clock, iso, utcnow
+from chalicelib.clock import Clock, iso, parse_iso, utcnow
 from chalicelib.jobs.ledger import DeadLetterLedger
 from chalicelib.jobs.model import Envelope, EnvelopeError, Job
 from chalicelib.jobs.queue import JobQueue
@@ -57,7 +58,9 @@ FINAL = frozenset({"completed", "failed", "cancelled"})
 MAX_PER_SECOND = 500  # SQS's own cap for StartMessageMoveTask
 REDRIVE_FUNCTION = "redrive_worker"
 STALE_S = 60  # a running redrive whose heartbeat is older is restarted by the next GET
+RUN_LEASE_S = 60  # an invocation renews its lease on every heartbeat; a dead one loses it soon
 HEARTBEAT_S = 5.0
+PARALLEL = 8  # record resets and ledger sweeps, this many at a time
 MAX_HOLD_S = 900
 MAX_INVOCATION_ERRORS = 3
 SAFETY_MARGIN_S = 20.0
@@ -72,6 +75,10 @@ def function_name(stage: str) -> str:
 
 
 # --- the work --------------------------------------------------------------------------------
+
+
+class LeaseLost(Exception):
+    """Another invocation took this redrive over (this one stalled past its lease)."""
 
 
 class RateLimiter:
@@ -223,7 +230,9 @@ class RedriveService:
         record = self.store.get(redrive_id)
         if record is None or record.status != "running":
             return True
-        if not self.store.claim(redrive_id, int(budget_s + SAFETY_MARGIN_S)):
+        self._owner = uuid.uuid4().hex
+        self._last_beat = self._monotonic()
+        if not self.store.claim(redrive_id, self._owner, RUN_LEASE_S):
             logger.info("redrive already being worked on", extra={"redrive_id": redrive_id})
             return True
         ref = self._queues.resolve(record.queue)
@@ -238,6 +247,9 @@ class RedriveService:
                 if record.mode == MOVE_TASK
                 else self._run_filtered(ref, record, deadline)
             )
+        except LeaseLost:
+            logger.warning("another invocation took this redrive over: stopping", extra={"redrive_id": redrive_id})
+            return True
         except Exception as err:
             logger.exception("redrive invocation failed", extra={"redrive_id": redrive_id})
             if self.store.failed_invocation(redrive_id) >= MAX_INVOCATION_ERRORS:
@@ -246,10 +258,37 @@ class RedriveService:
                 return True
         finally:
             if not done:
-                self.store.unclaim(redrive_id)
+                self.store.unclaim(redrive_id, self._owner)
         if not done:
             self._invoke(redrive_id)
         return done
+
+    def _pulse(self, redrive_id: str, force: bool = False) -> None:
+        """Renew this invocation's lease (and the heartbeat GET looks at) every few seconds."""
+        if force or self._monotonic() - self._last_beat >= HEARTBEAT_S:
+            if not self.store.beat(redrive_id, self._owner, RUN_LEASE_S):
+                raise LeaseLost(redrive_id)
+            self._last_beat = self._monotonic()
+
+    def _each(
+        self,
+        record: Redrive,
+        entries: list[dict[str, Any]],
+        deadline: float,
+        action: Callable[[dict[str, Any]], None],
+        done: Callable[[dict[str, Any]], None],
+    ) -> bool:
+        """`action` on every entry, PARALLEL at a time, in order by chunks; `done(last)` after each
+        chunk. False when the deadline came first."""
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            for start in range(0, len(entries), PARALLEL * 4):
+                if self._monotonic() >= deadline:
+                    return False
+                chunk = entries[start : start + PARALLEL * 4]
+                list(pool.map(action, chunk))
+                done(chunk[-1])
+                self._pulse(record.redrive_id)
+        return True
 
     # --- whole queue: reset, then SQS's move task -----------------------------------------
 
@@ -268,7 +307,7 @@ class RedriveService:
         if record.phase == "moving" and not self._follow_task(ref, record, deadline):
             return False
         if record.phase == "sweep":
-            if record.outcome == "completed" and not self._sweep(ref, deadline):
+            if record.outcome == "completed" and not self._sweep(ref, record, deadline):
                 return False
             self.store.finish(record, record.outcome or "completed", record.error)
             logger.info("redrive finished", extra={"redrive_id": record.redrive_id, "status": record.outcome})
@@ -279,7 +318,8 @@ class RedriveService:
 
         Resumable: entries are taken oldest first and `reset_mark` remembers the last one done.
         Phase `reset` scans the DLQ first to find missing messages; a DLQ too large to scan in
-        one invocation falls back to `reset_all` (every entry's job is reset, none is restored).
+        one invocation, or one with messages in flight, falls back to resetting every entry's job
+        and restoring none.
         """
         present: set[tuple[str, str]] | None = None
         if record.phase == "reset":
@@ -291,41 +331,51 @@ class RedriveService:
                     found.add(key)
                 return False  # hold it: this scan only looks
 
-            if self._scan(ref, deadline, note, lambda: False) == "deadline":
+            if self._scan(ref, record.redrive_id, deadline, note, lambda: False) == "deadline":
                 logger.warning(
                     "the DLQ is too large to scan in one run: resetting every ledger entry", extra={"queue": ref.name}
                 )
                 record.phase = "reset_all"
                 self.store.set(record.redrive_id, phase="reset_all")
                 return False
-            present = found
+            depth = self._queues.depth(ref.dlq_name)
+            # Messages someone else holds (a run that died mid-scan) were not seen: without a
+            # complete view, put nothing back (that could double a message), reset every entry.
+            present = found if depth.in_flight == 0 and depth.delayed == 0 else None
         mark = record.reset_mark or ""
-        entries = sorted(self._ledger.list(ref.name), key=_order)
-        for entry in entries:
-            if _order(entry) <= mark:
-                continue
-            if self._monotonic() >= deadline:
-                self.store.set(record.redrive_id, reset_mark=mark)
-                return False
+        entries = [e for e in sorted(self._ledger.list(ref.name), key=_order) if _order(e) > mark]
+
+        def reset(entry: dict[str, Any]) -> None:
             org_id, job_id = _key(entry)
             if present is None or (org_id, job_id) in present:
                 self._jobs.requeue(org_id, job_id)
+                return
+            job = self._jobs.get(org_id, job_id)
+            if job is not None and job.status in ("dead", "queued"):
+                self._restore(ref, job, entry)  # its message is gone: put a fresh envelope back
+                self._jobs.requeue(org_id, job_id)
             else:
-                job = self._jobs.get(org_id, job_id)
-                if job is not None and job.status in ("dead", "queued"):
-                    self._restore(ref, job, entry)  # its message is gone: put a fresh envelope back
-                    self._jobs.requeue(org_id, job_id)
-                else:
-                    self._ledger.remove(ref.name, org_id, job_id, seen_at=entry.get("last_seen_at"))
-            mark = _order(entry)
+                self._ledger.remove(ref.name, org_id, job_id, seen_at=entry.get("last_seen_at"))
+
+        def advance(last: dict[str, Any]) -> None:
+            record.reset_mark = _order(last)
+
+        if not self._each(record, entries, deadline, reset, advance):
+            self.store.set(record.redrive_id, reset_mark=record.reset_mark)
+            return False
         return True
 
     def _start_task(self, ref: QueueRef, record: Redrive) -> None:
         dlq_arn = self._queues.arn(ref.dlq_name)
-        running = self._running_task(ref)
-        started_ms = int(self._clock().timestamp() * 1000)
-        if running is not None:  # this redrive started it in an invocation that died after
-            handle = str(running.get("TaskHandle", ""))
+        created_ms = int(parse_iso(record.created_at).timestamp() * 1000) - 5_000
+        # A task newer than this redrive is this redrive's (it holds the queue's lock): started by
+        # an invocation that died before it could record it. Adopt it, running or finished.
+        ours = next((t for t in self._tasks(ref) if int(t.get("StartedTimestamp", 0)) >= created_ms), None)
+        started_ms = int(ours["StartedTimestamp"]) if ours else int(self._clock().timestamp() * 1000)
+        if ours is not None:
+            handle = str(ours.get("TaskHandle", ""))
+        elif self._running_task(ref) is not None:
+            raise RuntimeError("an SQS move task started outside Herald is running on this DLQ")
         else:
             request: dict[str, Any] = {"SourceArn": dlq_arn, "DestinationArn": self._queues.arn(ref.name)}
             if record.max_per_second:
@@ -372,6 +422,7 @@ class RedriveService:
                 record.moved, record.to_move = moved, max(to_move, moved)
                 break
             self.store.set(record.redrive_id, moved=moved, to_move=max(to_move, moved))
+            self._pulse(record.redrive_id)
             if self._monotonic() + self._poll_s >= deadline:
                 return False
             self._sleep(self._poll_s)
@@ -387,18 +438,20 @@ class RedriveService:
         self.store.set(record.redrive_id, **fields)
         return True
 
-    def _sweep(self, ref: QueueRef, deadline: float) -> bool:
+    def _sweep(self, ref: QueueRef, record: Redrive, deadline: float) -> bool:
         """After the move: drop entries of jobs that are no longer dead; if the DLQ is empty,
         put back the envelopes of jobs that are dead but whose message the task moved out."""
         dead: list[tuple[dict[str, Any], Job]] = []
-        for entry in self._ledger.list(ref.name):
-            if self._monotonic() >= deadline:
-                return False
+
+        def sweep(entry: dict[str, Any]) -> None:
             job = self._jobs.get(*_key(entry))
             if job is not None and job.status == "dead":
                 dead.append((entry, job))
             else:
                 self._ledger.remove(ref.name, *_key(entry), seen_at=entry.get("last_seen_at"))
+
+        if not self._each(record, self._ledger.list(ref.name), deadline, sweep, lambda last: None):
+            return False
         if dead and self._queues.depth(ref.dlq_name).total == 0:
             for entry, job in dead:
                 self._restore(ref, job, entry)
@@ -472,7 +525,7 @@ class RedriveService:
             return True
 
         try:
-            scanned = self._scan(ref, deadline, visit, lambda: not targets) if targets else "done"
+            scanned = self._scan(ref, record.redrive_id, deadline, visit, lambda: not targets) if targets else "done"
         finally:
             flush(force=True)
         if scanned == "deadline":
@@ -515,6 +568,7 @@ class RedriveService:
     def _scan(
         self,
         ref: QueueRef,
+        redrive_id: str,
         deadline: float,
         visit: Callable[[dict[str, Any]], bool],
         done: Callable[[], bool],
@@ -529,6 +583,7 @@ class RedriveService:
                 remaining = deadline - self._monotonic()
                 if remaining <= 0:
                     return "deadline"
+                self._pulse(redrive_id)
                 messages = self._sqs.receive_message(
                     QueueUrl=url,
                     MaxNumberOfMessages=10,

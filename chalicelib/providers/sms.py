@@ -371,7 +371,7 @@ class TelnyxSmsProvider:
             ) from None
         except urllib3.exceptions.HTTPError as exc:
             raise RetryableError("network_error", self._describe(exc, "Talking to Telnyx failed")) from None
-        except Exception as exc:  # noqa: BLE001 - anything else must not leak request details either
+        except Exception as exc:
             raise RetryableError("network_error", self._describe(exc, "Sending to Telnyx failed")) from None
         return self._read_response(response.status, response.data, response.headers.get("Retry-After"))
 

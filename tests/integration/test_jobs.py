@@ -56,7 +56,9 @@ def test_a_500_is_retried_with_backoff_until_max_attempts_then_dead_in_the_dlq(m
 
     def in_dlq():
         found = []
-        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", []):
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+            "Messages", []
+        ):
             if json.loads(message["Body"]).get("job_id") == job["job_id"]:
                 found.append(message)
         return found
@@ -68,8 +70,11 @@ def test_a_400_is_dead_after_one_attempt(member, receiver):
     receiver.default = Reply(400)
     reply = member.post("/v1/jobs", webhook(receiver))
     job = member.wait_for_job(reply.body["job_id"], {"dead"})
-    assert job["attempts"] == 1 and job["error"] == {"code": "http_400", "message": job["error"]["message"],
-                                                      "retryable": False}
+    assert job["attempts"] == 1 and job["error"] == {
+        "code": "http_400",
+        "message": job["error"]["message"],
+        "retryable": False,
+    }
     assert len(receiver.requests) == 1
 
 
@@ -109,8 +114,15 @@ def test_a_message_delivered_twice_has_one_effect(member, receiver, local_cloud)
     job = member.wait_for_job(reply.body["job_id"], {"completed"})
     sqs = local_cloud.client("sqs")
     url = sqs.get_queue_url(QueueName="herald-local-normal")["QueueUrl"]
-    envelope = {"v": 1, "job_id": job["job_id"], "org_id": job["org_id"], "type": "webhook",
-                "run_at": job["run_at"], "attempt": 0, "correlation_id": "dup"}
+    envelope = {
+        "v": 1,
+        "job_id": job["job_id"],
+        "org_id": job["org_id"],
+        "type": "webhook",
+        "run_at": job["run_at"],
+        "attempt": 0,
+        "correlation_id": "dup",
+    }
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(envelope))  # SQS's at-least-once, simulated
 
     def drained():

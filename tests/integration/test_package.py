@@ -22,7 +22,11 @@ def test_make_package_builds_artifacts_that_pass_cfn_lint(tmp_path):
     out = tmp_path / "dist"
     result = subprocess.run(
         [sys.executable, "-m", "infra.package", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cfn-lint: no errors" in result.stdout

@@ -111,6 +111,9 @@ class CountingReceiver(WebhookReceiver):
         with self._lock:
             return list(self._answers)
 
+    def requests_for(self, webhook_id: str) -> list[Any]:
+        return [r for r in self.requests if r.headers.get("webhook-id") == webhook_id]
+
     def successes(self) -> Counter[str]:
         return Counter(wid for wid, status, _ in self.answers() if 200 <= status < 300)
 

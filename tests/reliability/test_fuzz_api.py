@@ -5,7 +5,7 @@ member or admin token as the route needs: no 5xx, every status documented, every
 content type as documented. The budget is split evenly over the operations:
 HERALD_FUZZ_CASES in total (default 2,000, about 3 minutes; 20,000 with HERALD_SOAK=1).
 
-The requests act as a throwaway organization of their own (tokens seeded here, removed after),
+The requests act as a throwaway organization of their own (the suite's `tenants` fixture),
 so whatever they create, rotate or cancel belongs to nobody else; what is still pending at the
 end is cancelled. Redrives are forced to dry runs (a body that is not an object is left alone: a
 400): a real one would hold its queue's redrive lock against other tests sharing the stack.
@@ -18,19 +18,16 @@ import os
 import threading
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
 from schemathesis.core import NotSet
 
-from chalicelib.auth import Principal, TokenStore, hash_token, new_token
-from chalicelib.config import Settings
-from chalicelib.ddb import to_item
+from tests.reliability.harness import Tenant
+from tests.reliability.report import ReliabilityReport
 from tests.support.api import Api
-from tests.support.cloud import LocalCloud
 from tests.support.fuzz import (
     NOT_BUILT,
     Tally,
@@ -65,19 +62,11 @@ def served(stack: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_org(stack: dict[str, Any], local_cloud: LocalCloud) -> Iterator[dict[str, str]]:
-    """A member and an admin token of a fresh organization, seeded hashed like the demo ones."""
-    org_id = f"fuzz-{uuid.uuid4().hex[:10]}"
-    table = Settings.from_env({"HERALD_STAGE": "local"}).table_name
-    ddb = local_cloud.client("dynamodb")
-    tokens = {role: new_token() for role in ("member", "admin")}
-    store = TokenStore(ddb, table)
-    for role, token in tokens.items():
-        store.put(token, Principal(role=role, org_id=org_id), name=f"{org_id} fuzz {role}")
-    yield {"org_id": org_id, **tokens}
-    _cancel_pending(Api(stack["api_url"], tokens["member"]))
-    for token in tokens.values():
-        ddb.delete_item(TableName=table, Key=to_item({"pk": f"TOKEN#{hash_token(token)}", "sk": "TOKEN"}))
+def fuzz_org(stack: dict[str, Any], tenants: Callable[[str], Tenant]) -> Iterator[dict[str, str]]:
+    """A member and an admin token of a throwaway organization (removed by `tenants` at the end)."""
+    tenant = tenants("fuzz")
+    yield {"org_id": tenant.org_id, "member": tenant.member_token, "admin": tenant.admin_token}
+    _cancel_pending(tenant.member)
 
 
 def _cancel_pending(api: Api) -> None:
@@ -91,10 +80,11 @@ def _cancel_pending(api: Api) -> None:
 
 
 @pytest.fixture(scope="module")
-def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
+def tally(request: pytest.FixtureRequest, reliability_report: ReliabilityReport) -> Iterator[Tally]:
     counts = Tally()
     yield counts
     path = counts.write("deployed")
+    reliability_report.record_fuzz(cases=counts.cases, server_errors=len(counts.server_errors))
     report(request.config, counts.summary("deployed stack") + f" [{path.name}]")
 
 

@@ -31,8 +31,15 @@ class Api:
     def as_(self, token: str | None) -> Api:
         return Api(self.base_url, token)
 
-    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-                headers: dict[str, str] | None = None) -> Reply:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if self.token:

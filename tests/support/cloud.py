@@ -24,8 +24,12 @@ REGION = "us-east-1"
 
 
 def cloud_healthy() -> bool:
-    return subprocess.run([sys.executable, str(ROOT / "localstack" / "cloud.py"), "status"],
-                          capture_output=True, check=False).returncode == 0
+    return (
+        subprocess.run(
+            [sys.executable, str(ROOT / "localstack" / "cloud.py"), "status"], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
 
 
 def cloud(command: str) -> None:

@@ -47,7 +47,10 @@ def create_resources(stage: str = "local") -> None:
         arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sqs.create_queue(
             QueueName=f"herald-{stage}-{priority}",
-            Attributes={"VisibilityTimeout": "180", "RedrivePolicy": f'{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"12"}}'},
+            Attributes={
+                "VisibilityTimeout": "180",
+                "RedrivePolicy": f'{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"12"}}',
+            },
         )
 
 

@@ -120,13 +120,15 @@ class OpsHarness:
 
     def enqueue(self, org: str, *, priority: str = "normal", job_type: str = "webhook") -> Job:
         job, _ = self.svc.jobs.enqueue(
-            NewJob(org_id=org, type=job_type, payload={"url": "http://x", "body": {}}, priority=priority,
-                   max_attempts=1)
+            NewJob(
+                org_id=org, type=job_type, payload={"url": "http://x", "body": {}}, priority=priority, max_attempts=1
+            )
         )
         return job
 
-    def kill(self, org: str, n: int = 1, *, code: str = "http_500", priority: str = "normal",
-             job_type: str = "webhook") -> list[Job]:
+    def kill(
+        self, org: str, n: int = 1, *, code: str = "http_500", priority: str = "normal", job_type: str = "webhook"
+    ) -> list[Job]:
         """n jobs of `org` that die in `priority`'s queue with error `code` (through the worker)."""
         jobs = [self.enqueue(org, priority=priority, job_type=job_type) for _ in range(n)]
         for job in jobs:

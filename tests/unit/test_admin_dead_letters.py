@@ -120,7 +120,11 @@ def test_queue_stats_for_the_operator_count_the_dlq_and_for_an_admin_its_own_dea
     assert set(rows) == {f"herald-local-{p}" for p in ("critical", "high", "normal", "low")}
     normal = rows[NORMAL]
     assert {k: normal[k] for k in ("visible", "in_flight", "delayed", "dlq_name", "dlq_depth")} == {
-        "visible": 0, "in_flight": 0, "delayed": 0, "dlq_name": NORMAL_DLQ, "dlq_depth": 3,
+        "visible": 0,
+        "in_flight": 0,
+        "delayed": 0,
+        "dlq_name": NORMAL_DLQ,
+        "dlq_depth": 3,
     }
     assert normal["oldest_message_age_s"] is None  # moto's CloudWatch has no datapoint, as LocalStack
     assert rows["herald-local-high"]["visible"] == 1

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.errors import FatalError
 from chalicelib.ops.records import RedriveStore
 from chalicelib.services import Services
 from tests.unit.admin_harness import OpsHarness
@@ -99,7 +100,9 @@ def test_while_one_runs_a_second_redrive_of_the_queue_is_a_409(client, ops):
     ops.kill("org-b", 1)
     _, first = call(client, "POST", REDRIVE, body={})  # not run yet: still running
     status, body = call(client, "POST", REDRIVE, body={"job_id": "x"})
-    assert status == 409 and body["error"]["code"] == "redrive_running" and first["redrive_id"] in body["error"]["message"]
+    assert (
+        status == 409 and body["error"]["code"] == "redrive_running" and first["redrive_id"] in body["error"]["message"]
+    )
     status, body = call(client, "POST", REDRIVE, token="admin-b", body={})
     assert status == 409 and first["redrive_id"] not in body["error"]["message"]  # org-a's id stays hidden
     finished(client, ops, first)
@@ -192,11 +195,7 @@ def test_a_job_dying_again_during_the_move_keeps_its_dead_letter(client, ops):
 
     def move_then_die_again(**request: Any) -> dict[str, Any]:
         answer = original(**request)
-        ops.failures[job.job_id] = RuntimeError("still down")  # the receiver is still failing
-        ops.svc.store.get("org-a", job.job_id)
-        from chalicelib.errors import FatalError
-
-        ops.failures[job.job_id] = FatalError("http_500", "still down")
+        ops.failures[job.job_id] = FatalError("http_500", "still down")  # the receiver still fails
         ops.work()  # redriven, runs, dies again: a new DLQ copy and ledger entry
         ops.take(NORMAL_DLQ)  # ... which a still-running move task carries out again and the worker drops
         return answer
@@ -253,3 +252,19 @@ def test_a_bad_redrive_request_is_a_400_that_changes_nothing(client, ops, body, 
     status, answer = call(client, "POST", REDRIVE, body=body)
     assert status == 400 and answer["error"]["details"][0]["field"] == field
     assert ops.invocations == [] and ops.depth(NORMAL_DLQ).visible == 1
+
+
+def test_an_invocation_that_lost_its_lease_stops_and_leaves_the_rest_to_the_new_owner(client, ops, monkeypatch):
+    jobs = ops.kill("org-a", 40)
+    _, started = call(client, "POST", REDRIVE, body={})
+    store = ops.redrives.store
+    beats = iter([True, False])  # the first heartbeat renews; then another invocation has it
+    monkeypatch.setattr(store, "beat", lambda *args: next(beats, False))
+    monkeypatch.setattr("chalicelib.ops.redrive.HEARTBEAT_S", 0.0)
+    assert ops.redrives.run(ops.invocations.pop(0), 60.0) is True  # stopped, did not re-invoke itself
+    assert ops.invocations == []
+    monkeypatch.undo()
+    ops.invocations.append(started["redrive_id"])  # the new owner's invocation
+    record = finished(client, ops, started)
+    assert record["status"] == "completed"
+    assert ops.sent_counts(NORMAL) == Counter({j.job_id: 1 for j in jobs})

@@ -43,8 +43,13 @@ def test_a_busy_port_names_the_port_and_the_way_out():
 
 def test_the_command_line_prints_the_problem_without_a_traceback(tmp_path):
     env = {"PATH": str(tmp_path), "PYENV_ROOT": str(tmp_path), "HERALD_STATE_DIR": str(tmp_path / "state")}
-    result = subprocess.run([sys.executable, str(ROOT / "localstack" / "cloud.py"), "install"],
-                            capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "localstack" / "cloud.py"), "install"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert result.returncode == 1
     assert "error: Python 3.13 was not found" in result.stderr and "Traceback" not in result.stderr
 

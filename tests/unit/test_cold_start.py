@@ -23,14 +23,26 @@ print("ok")
 
 
 def test_importing_app_and_every_chalicelib_module_creates_no_aws_client():
-    result = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "HERALD_STAGE": "local", "AWS_DEFAULT_REGION": "us-east-1"})
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HERALD_STAGE": "local", "AWS_DEFAULT_REGION": "us-east-1"},
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert result.stdout.strip() == "ok"
 
 
 def test_the_probe_would_catch_a_client_built_at_import():
-    leaky = PROBE.replace("import app, chalicelib", "import boto3; boto3.session.Session().client('sqs')\nimport app, chalicelib")
-    result = subprocess.run([sys.executable, "-c", leaky], cwd=ROOT, capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"})
+    leaky = PROBE.replace(
+        "import app, chalicelib", "import boto3; boto3.session.Session().client('sqs')\nimport app, chalicelib"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", leaky],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+    )
     assert result.returncode != 0 and "created at import time" in result.stderr

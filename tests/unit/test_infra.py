@@ -36,7 +36,11 @@ def snapshot() -> dict[str, object]:
 
 
 def test_applying_twice_changes_nothing(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
         first = apply("local", {"VisibilityTimeoutSeconds": 180}, log=lambda _: None)

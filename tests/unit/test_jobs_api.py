@@ -12,8 +12,9 @@ from chalicelib.services import Services
 WEBHOOK = {"type": "webhook", "payload": {"url": "http://127.0.0.1:9/hook", "body": {"hello": "world"}}}
 
 
-def call(client: Any, method: str, path: str, token: str | None = "member-a", body: Any = None,
-         raw: str | None = None) -> tuple[int, Any]:
+def call(
+    client: Any, method: str, path: str, token: str | None = "member-a", body: Any = None, raw: str | None = None
+) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

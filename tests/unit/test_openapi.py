@@ -513,3 +513,33 @@ def test_given_a_representative_request_then_the_app_answers_as_documented(name:
         assert response.status_code == status, body[:500]
     problems = response_problems(DOC, method, route, response.status_code, response.headers, response.body or b"")
     assert problems == [], body[:500]
+
+
+SAMPLE_PATH = {
+    "job_id": "job_1",
+    "alert_id": "a-1",
+    "incident_id": "inc-1",
+    "user_id": "u-1",
+    "name": "normal",
+    "redrive_id": "rd_1",
+}
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=_ids(OPERATIONS))
+def test_the_documented_role_is_the_one_the_app_enforces(method: str, path: str, http: Http) -> None:
+    """Admin routes answer a member 403; member routes let a member past the role check; public
+    routes need no token."""
+    if (method, path) not in app_routes():
+        pytest.xfail(NOT_BUILT)
+    operation = DOC["paths"][path][method.lower()]
+    target = path.format(**SAMPLE_PATH)
+    body = {} if "requestBody" in operation else None
+    if operation.get("security") == []:
+        assert http(method, target, body, token=None).status_code not in (401, 403)
+        return
+    response = http(method, target, body, token="member-a")
+    if operation.get("x-herald-role") == "admin":
+        assert response.status_code == 403, response.body
+    else:
+        assert response.status_code not in (401, 403), response.body
+    assert http(method, target, body, token=None).status_code == 401

@@ -41,8 +41,15 @@ class Harness:
         self.ledger = DeadLetterLedger(svc.ddb, svc.settings.table_name, clock=self.clock)
         self.effects: list[str] = []
         self.script: list[Any] = []
-        self.worker = Worker(self.store, self.queue, self.ledger, {"webhook": self.handler}, svc.settings,
-                             clock=self.clock, rng=lambda: 0.5)
+        self.worker = Worker(
+            self.store,
+            self.queue,
+            self.ledger,
+            {"webhook": self.handler},
+            svc.settings,
+            clock=self.clock,
+            rng=lambda: 0.5,
+        )
 
     def handler(self, job: Job) -> dict[str, Any]:
         outcome = self.script.pop(0) if self.script else "ok"
@@ -57,8 +64,9 @@ class Harness:
 
     def receive(self, queue: str = "herald-local-normal") -> list[dict[str, Any]]:
         url = self.queue.url_of(queue)
-        got = self.svc.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
-                                           MessageAttributeNames=["All"]).get("Messages", [])
+        got = self.svc.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+        ).get("Messages", [])
         return got
 
     def run(self, messages: list[dict[str, Any]], priority: str = "normal") -> dict[str, Any]:
@@ -169,12 +177,21 @@ def test_given_a_long_delay_then_each_early_delivery_sends_the_next_hop_until_ru
     job = h.enqueue(delay_seconds=2000)
     assert h.job(job.job_id).status == "scheduled"
     # The first hop went out with DelaySeconds=900 (moto holds it); replay its body by hand.
-    body = json.dumps({"v": 1, "job_id": job.job_id, "org_id": "org-a", "type": "webhook",
-                       "run_at": job.run_at.isoformat().replace("+00:00", "Z"), "attempt": 0})
+    body = json.dumps(
+        {
+            "v": 1,
+            "job_id": job.job_id,
+            "org_id": "org-a",
+            "type": "webhook",
+            "run_at": job.run_at.isoformat().replace("+00:00", "Z"),
+            "attempt": 0,
+        }
+    )
     message = {"MessageId": "m1", "ReceiptHandle": "r1", "Body": body}
     sent: list[int] = []
-    svc.sqs.meta.events.register("provide-client-params.sqs.SendMessage",
-                                 lambda params, **_: sent.append(params.get("DelaySeconds", 0)))
+    svc.sqs.meta.events.register(
+        "provide-client-params.sqs.SendMessage", lambda params, **_: sent.append(params.get("DelaySeconds", 0))
+    )
     for _ in range(2):  # at t+900 and t+1800 the job is not due: one more hop each time
         h.clock.advance(900)
         assert h.run([message]) == {"batchItemFailures": []}
@@ -195,9 +212,22 @@ def test_long_delay_hop_sizes_follow_the_clock(h):
 
 @pytest.mark.parametrize(
     "body",
-    ["not json", "[]", json.dumps({"v": 2, "job_id": "x"}), json.dumps({"v": 1, "job_id": "x"}),
-     json.dumps({"v": 1, "job_id": "job_x", "org_id": "org-a", "type": "webhook", "run_at": "2026-01-01T00:00:00Z",
-                 "pad": "x" * 5000})],
+    [
+        "not json",
+        "[]",
+        json.dumps({"v": 2, "job_id": "x"}),
+        json.dumps({"v": 1, "job_id": "x"}),
+        json.dumps(
+            {
+                "v": 1,
+                "job_id": "job_x",
+                "org_id": "org-a",
+                "type": "webhook",
+                "run_at": "2026-01-01T00:00:00Z",
+                "pad": "x" * 5000,
+            }
+        ),
+    ],
 )
 def test_poison_messages_go_to_the_dlq_with_a_reason_and_do_not_block_the_batch(h, body):
     good = h.enqueue()
@@ -233,5 +263,7 @@ def test_a_fully_failed_batch_names_every_failed_message_instead_of_raising(h):
     h.script = [RetryableError("http_503", "down")] * 3
     messages = h.receive()
     response = h.run(messages)
-    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(m["MessageId"] for m in messages)
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(
+        m["MessageId"] for m in messages
+    )
     assert {h.job(j.job_id).status for j in jobs} == {"failed"}

@@ -1,0 +1,145 @@
+"""Redrive at scale: N dead letters (500; 5,000 with HERALD_SOAK=1) redriven while new jobs flow.
+
+A throwaway organization's webhook jobs die at once (the receiver answers 422: fatal), so each
+sits in the `normal` queue's DLQ and the ledger. Then the receiver recovers, the organization's
+admin redrives its dead letters through the API (`POST /v1/admin/queues/normal/redrive`, followed
+with `GET .../redrive/{id}`) while new jobs are posted. Afterwards every job is completed, ran
+from attempt 1 again, and got exactly one 2xx at the receiver; the ledger holds nothing of the
+organization any more.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.contract.webhook_receiver import Reply
+from tests.reliability.harness import (
+    Attempts,
+    CountingReceiver,
+    Jobs,
+    Tenant,
+    post_jobs,
+    size,
+    webhook_body,
+)
+from tests.reliability.report import ReliabilityReport
+from tests.support.api import Api, wait_for
+
+pytestmark = pytest.mark.reliability
+
+DEAD = size(500, 5_000)
+FLOWING = size(200, 2_000)
+PRIORITY = "normal"
+QUEUE = f"/v1/admin/queues/{PRIORITY}"
+DEADLINE_S = size(420, 3_000)
+
+
+def dry_run(admin: Api) -> int:
+    reply = admin.post(f"{QUEUE}/redrive", {"dry_run": True})
+    assert reply.status == 200, reply
+    return int(reply.body["to_move"])
+
+
+def start_redrive(admin: Api, deadline: float) -> dict[str, Any]:
+    """Start the organization's redrive; another one holding the queue's lock (409) is waited out."""
+
+    def started() -> dict[str, Any] | None:
+        reply = admin.post(f"{QUEUE}/redrive", {})
+        if reply.status == 409:
+            return None
+        assert reply.status == 202, reply
+        return dict(reply.body)
+
+    return wait_for(started, max(deadline - time.monotonic(), 1), "the queue's redrive lock", interval=2)
+
+
+def test_dead_letters_redriven_while_new_jobs_flow_all_complete_once(
+    tenants: Callable[[str], Tenant], jobs: Jobs, reliability_report: ReliabilityReport
+) -> None:
+    tenant = tenants("rel-redrive")
+    run = uuid.uuid4().hex[:8]
+    receiver = CountingReceiver(policy=lambda _: Reply(422, {"Content-Type": "text/plain"}, b"refused"))
+    receiver.start()
+    started = time.monotonic()
+    deadline = started + DEADLINE_S
+    try:
+        # 1. N jobs that die at once: records written, messages sent ten per SendMessageBatch.
+        doomed = [
+            jobs.new(
+                tenant.org_id, "webhook", {"url": receiver.url, "body": {"run": run, "dead": i}}, priority=PRIORITY
+            )
+            for i in range(DEAD)
+        ]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda i: jobs.send_batch(PRIORITY, doomed[i : i + 10]), range(0, DEAD, 10)))
+        dead_ids = [job.job_id for job in doomed]
+        statuses = jobs.wait_final(tenant.org_id, dead_ids, deadline)
+        assert all(statuses.get(job_id) == "dead" for job_id in dead_ids), "not every doomed job died"
+        wait_for(lambda: dry_run(tenant.admin) == DEAD, 120, f"{DEAD} dead letters in the ledger", interval=2)
+        died_in = time.monotonic() - started
+
+        # 2. The target recovers; the redrive runs while new jobs are posted.
+        receiver.policy = None
+        redrive = start_redrive(tenant.admin, deadline)
+        redrive_started = time.monotonic()
+        assert redrive["to_move"] == DEAD, redrive
+        seen = Attempts()
+        bodies = [
+            webhook_body(receiver, {"run": run, "new": i}, priority=PRIORITY, key=f"rd-{run}-{i}")
+            for i in range(FLOWING)
+        ]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            flow = pool.submit(post_jobs, tenant.member, bodies, deadline, seen)
+            progress = wait_for(
+                lambda: finished(tenant.admin, redrive["redrive_id"]),
+                max(deadline - time.monotonic(), 1),
+                "the redrive to finish",
+                interval=1,
+            )
+            new_ids = [reply.body["job_id"] for reply in flow.result()]
+        redrive_took = time.monotonic() - redrive_started
+
+        # 3. Everything completes, each effect once.
+        ids = dead_ids + new_ids
+        jobs.wait_final(tenant.org_id, ids, deadline)
+        records = jobs.records(tenant.org_id, ids)
+        successes = receiver.successes()
+    finally:
+        receiver.stop()
+    completed = [job_id for job_id, job in records.items() if job is not None and job.status == "completed"]
+    dead = [job_id for job_id, job in records.items() if job is not None and job.status == "dead"]
+    lost = [job_id for job_id in ids if job_id not in completed and job_id not in dead]
+    duplicated = {job_id: n for job_id, n in successes.items() if n > 1}
+    reran = [job_id for job_id in dead_ids if (job := records[job_id]) is not None and job.attempts == 1]
+    leftover = tenant.admin.get(f"{QUEUE}/dead-letters?limit=100").body["items"]
+    reliability_report.record(
+        "redrive at scale",
+        jobs_injected=len(ids),
+        faults_injected=DEAD,
+        completed=len(completed),
+        dead_with_reason=sum(1 for job_id in dead if (records[job_id].error or {}).get("code")),  # type: ignore[union-attr]
+        lost=len(lost),
+        duplicated_effects=sum(n - 1 for n in duplicated.values()),
+        note=f"{DEAD} dead letters (died in {died_in:.0f} s) redriven in {redrive_took:.0f} s "
+        f"(status {progress['status']}, moved {progress['moved']}) while {FLOWING} new jobs were posted; "
+        f"all done {time.monotonic() - started:.0f} s after the start",
+    )
+    assert progress["status"] == "completed" and progress["moved"] == DEAD, progress
+    assert not lost, f"{len(lost)} jobs not final: {lost[:10]}"
+    assert not dead, f"{len(dead)} jobs dead after the redrive: {dead[:10]}"
+    assert not duplicated, f"delivered more than once: {list(duplicated.items())[:10]}"
+    assert all(successes.get(job_id) == 1 for job_id in ids)
+    assert len(reran) == DEAD, "a redriven job did not run again from attempt 1"
+    assert leftover == [], leftover
+
+
+def finished(admin: Api, redrive_id: str) -> dict[str, Any] | None:
+    reply = admin.get(f"{QUEUE}/redrive/{redrive_id}")
+    assert reply.status == 200, reply
+    return dict(reply.body) if reply.body["status"] != "running" else None
