@@ -21,9 +21,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import cloud
+from bench import cloud, harness
 from bench.harness import (
-    RESULTS,
     BenchFailure,
     DropMetricLines,
     Figure,
@@ -53,8 +52,9 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[cloud.Stack], list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(ORDER)}")
     parser.add_argument("-n", type=int, default=0, help="pipeline jobs (default 2000; --quick 200)")
@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.markdown:
-        if not RESULTS.exists():
-            print(f"no results yet ({RESULTS}): run `make bench`", file=sys.stderr)
+        if not harness.RESULTS.exists():
+            print(f"no results yet ({harness.RESULTS}): run `make bench`", file=sys.stderr)
             return 1
-        document = json.loads(RESULTS.read_text())
+        document = json.loads(harness.RESULTS.read_text())
         print(f"Measured {document['date']} on {document['machine']}.\n")
         print(markdown_table(document["figures"]))
         return 0
@@ -76,21 +76,34 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
 
-    started = time.monotonic()
     cloud.use_local_cloud()
-    sys.stdout = DropMetricLines(sys.stdout)
-    stack = cloud.ensure_stack()
-    cloud.bench_tokens(stack)
-    runners = _runners(args)
+    stdout, sys.stdout = sys.stdout, DropMetricLines(sys.stdout)
+    try:
+        return run_all([n for n in ORDER if n in chosen], _runners(args))
+    finally:
+        sys.stdout = stdout
+
+
+def run_all(chosen: list[str], runners: dict[str, Callable[[cloud.Stack], list[Figure]]]) -> int:
+    """Run the chosen benchmarks, print the table, write the JSON; 1 if any could not do its work."""
+    started = time.monotonic()
+    try:
+        stack = cloud.ensure_stack()
+        cloud.bench_tokens(stack)
+    except BenchFailure as failure:
+        print(f"\nBENCHMARKS NOT RUN: {failure}", file=sys.stderr)
+        return 1
     figures: list[Figure] = []
     failures: dict[str, str] = {}
     durations: dict[str, float] = {}
     try:
-        for name in (n for n in ORDER if n in chosen):
+        for name in chosen:
             say(f"--- {name} ---")
             began = time.monotonic()
             try:
                 produced = runners[name](stack)
+                if not produced:
+                    raise BenchFailure(f"{name} produced no figure")
             except BenchFailure as failure:
                 failures[name] = str(failure)
                 say(f"FAILED: {name}: {failure}")
@@ -100,27 +113,27 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"FAILED: {name} crashed: {error}")
             else:
                 figures.extend(produced)
-                for figure in produced:
-                    say(f"{figure.name}: {figure.value:.4g} {figure.unit} (baseline {figure.baseline:.4g})"
-                        if figure.value is not None and figure.baseline is not None else figure.name)
             durations[name] = time.monotonic() - began
     finally:
         cloud.drop_token(stack.token)
 
     total = time.monotonic() - started
-    document: dict[str, Any] = write_results(figures)
+    document: dict[str, Any] = write_results(figures, harness.RESULTS)
     print()
     print(table(figures))
     notes = [f"  {f.name}: {f.note}" for f in figures if f.note]
     if notes:
         print("\nnotes:\n" + "\n".join(notes))
     print(f"\n{document['date']} on {document['machine']}")
-    print("durations: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations.items())
-          + f"; total {total:.0f} s")
-    print(f"written to {RESULTS.relative_to(cloud.ROOT)}")
+    print(
+        "durations: "
+        + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations.items())
+        + f"; total {total:.0f} s"
+    )
+    print(f"written to {harness.RESULTS}")
     missed = [f.name for f in figures if f.met is False]
     if missed:
-        print("goals missed (see docs/benchmarks.md for where the time goes): " + "; ".join(missed))
+        print("goals missed (docs/benchmarks.md says where the time goes): " + "; ".join(missed))
     if failures:
         print("\nBENCHMARK FAILURES (their work was not fully done; no figure recorded):", file=sys.stderr)
         for name, message in failures.items():

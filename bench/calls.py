@@ -48,6 +48,7 @@ BATCH = 10  # event source mapping batch size: one worker invocation, one receiv
 #           (ReturnValues=ALL_NEW; the envelope holds ids only), 1 UpdateItem to complete it,
 #           plus the provider's own call (SNS Publish for an SMS; a webhook is HTTP, not AWS).
 FLOOR_WRITES = 3  # job record, begin, complete
+FLOOR_WRU = 2 * FLOOR_WRITES  # each also writes the job list's GSI (GET /v1/jobs): 2 WRU per write of <= 1 KB
 FLOOR_SQS = 1 + 2 / BATCH
 
 
@@ -87,7 +88,11 @@ class PerJob:
 
     def split(self) -> str:
         def ops(tally: Tally, per: float) -> str:
-            return " + ".join(f"{n / per:g} {key}" for key, n in sorted(tally.calls.items()))
+            def one(key: str, n: int) -> str:
+                units = f" ({tally.units[key] / per:g} RU)" if tally.units.get(key) else ""
+                return f"{n / per:g} {key}{units}"
+
+            return " + ".join(one(key, n) for key, n in sorted(tally.calls.items()))
 
         return f"API: {ops(self.api, self.jobs)}; worker: {ops(self.worker, self.jobs)}"
 
@@ -170,8 +175,13 @@ def run(stack: Stack, per_kind: int) -> list[Figure]:
             tag = uuid.uuid4().hex[:6]
 
             def sms(client: Any, i: int) -> Any:
-                body = {"user_id": f"bench-{tag}-{i}", "phone_number": f"+1555{i:07d}", "message": "bench alert",
-                        "alert_type": "temperature", "severity": "critical"}
+                body = {
+                    "user_id": f"bench-{tag}-{i}",
+                    "phone_number": f"+1555{i:07d}",
+                    "message": "bench alert",
+                    "alert_type": "temperature",
+                    "severity": "critical",
+                }
                 return client.http.post(f"/v1/alerts/bench-{tag}/notify", headers=headers, body=json.dumps(body))
 
             def webhook(client: Any, i: int) -> Any:
@@ -199,13 +209,19 @@ def run(stack: Stack, per_kind: int) -> list[Figure]:
                         with counter.in_phase(f"{phase}:api"):
                             reply = kind.request(client, len(kind.job_ids))
                         api_s = time.perf_counter() - began
-                        check(reply.status_code in (201, 202), f"calls: {kind.name}: {reply.status_code} {reply.body[:300]!r}")
+                        check(
+                            reply.status_code in (201, 202),
+                            f"calls: {kind.name}: {reply.status_code} {reply.body[:300]!r}",
+                        )
                         job_id = json.loads(reply.body)["job_id"]
                         kind.job_ids.append(job_id)
                         with counter.in_phase(f"{phase}:esm"):
                             got = sqs.receive_message(
-                                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=5,
-                                AttributeNames=["All"], MessageAttributeNames=["All"],
+                                QueueUrl=url,
+                                MaxNumberOfMessages=10,
+                                WaitTimeSeconds=5,
+                                AttributeNames=["All"],
+                                MessageAttributeNames=["All"],
                             ).get("Messages", [])
                         check(len(got) == 1, f"calls: {kind.name}: expected its one message, got {len(got)}")
                         began = time.perf_counter()
@@ -231,7 +247,9 @@ def run(stack: Stack, per_kind: int) -> list[Figure]:
                     warm = [counter.phases[f"{kind.name}:warm:{part}"] for part in ("api", "worker", "esm")]
                     timing = counter.phases[f"{kind.name}:warm:timing"].seconds
                     results[kind.name] = PerJob(
-                        *warm, jobs=per_kind, api_ms=timing["api"] * 1000 / per_kind,
+                        *warm,
+                        jobs=per_kind,
+                        api_ms=timing["api"] * 1000 / per_kind,
                         worker_ms=timing["worker"] * 1000 / per_kind,
                     )
                     cold_calls = sum(counter.phases[f"{kind.name}:cold:{p}"].total() for p in ("api", "worker"))
@@ -243,7 +261,7 @@ def run(stack: Stack, per_kind: int) -> list[Figure]:
 
     for kind in kinds:
         r = results[kind.name]
-        floor_cost = cost_per_million(FLOOR_SQS, FLOOR_WRITES, 0.0, r.api_ms + r.worker_ms)
+        floor_cost = cost_per_million(FLOOR_SQS, FLOOR_WRU, 0.0, r.api_ms + r.worker_ms)
         cost = cost_per_million(r.sqs_calls(), r.wru(), r.rru(), r.api_ms + r.worker_ms)
         say(
             f"calls: {kind.name}: {r.calls():.1f} AWS calls per job (floor {kind.floor:.1f}): {r.breakdown()}; "

@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -102,26 +104,43 @@ def _run(argv: list[str], what: str) -> None:
 
 
 def cloud_up() -> bool:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "localstack" / "cloud.py"), "status"], cwd=ROOT, capture_output=True, check=False
-    )
-    return result.returncode == 0
+    """Both endpoints answer (asked directly: a part restarted by someone else keeps no pid file)."""
+    try:
+        with urllib.request.urlopen(f"{LOCALSTACK}/_localstack/health", timeout=3) as response:
+            services = json.load(response).get("services", {})
+        if not all(services.get(name) in ("available", "running") for name in ("sqs", "lambda")):
+            return False
+        urllib.request.urlopen(DYNAMODB, timeout=3).close()
+    except urllib.error.HTTPError as err:  # DynamoDB Local answers a bare GET with 400: it is up
+        return err.code < 500
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def ensure_stack() -> Stack:
     """Start the local cloud if it is down (never stop it), deploy if the code changed, read stack.json."""
-    if not cloud_up():
+    # Give a cloud that is restarting a part (a fault-injection test does) a moment first.
+    if not cloud_up() and not any(time.sleep(3) or cloud_up() for _ in range(10)):
         say("the local cloud is not up: starting it (python3 localstack/cloud.py up)")
         _run(["python3", str(ROOT / "localstack" / "cloud.py"), "up"], "starting the local cloud")
     started = time.monotonic()
-    # A no-op in seconds when nothing changed since the last deploy (as the test suites do).
-    _run([sys.executable, "-m", "infra.stack", "deploy", "--if-changed"], "deploying the stack")
+    # A no-op in seconds when nothing changed since the last deploy (as the test suites do). A
+    # deploy racing another one (a test session deploying the same stack) fails: try again once.
+    try:
+        _run([sys.executable, "-m", "infra.stack", "deploy", "--if-changed"], "deploying the stack")
+    except BenchFailure:
+        say("the deploy failed (another deploy in progress?): trying again in 20 s")
+        time.sleep(20)
+        _run([sys.executable, "-m", "infra.stack", "deploy", "--if-changed"], "deploying the stack")
     say(f"stack ready ({time.monotonic() - started:.0f} s)")
     check(STACK_FILE.exists(), f"{STACK_FILE} is missing after the deploy")
     data = json.loads(STACK_FILE.read_text())
     deployed = json.loads((ROOT / ".chalice" / "deployed" / "local.json").read_text())
     functions = {
-        r["name"]: r["lambda_arn"].split(":")[-1] for r in deployed["resources"] if r["resource_type"] == "lambda_function"
+        r["name"]: r["lambda_arn"].split(":")[-1]
+        for r in deployed["resources"]
+        if r["resource_type"] == "lambda_function"
     }
     return Stack(api_url=data["api_url"], functions=functions, data=data)
 
@@ -190,9 +209,9 @@ def herald_services(counter: Any = None, redirect: dict[str, str] | None = None,
 def scratch_queue(tag: str, **attributes: str) -> Iterator[str]:
     sqs = client("sqs")
     name = f"hbench-{RUN_ID}-{tag}"
-    url = sqs.create_queue(
-        QueueName=name, Attributes={"VisibilityTimeout": str(VISIBILITY_TIMEOUT_S), **attributes}
-    )["QueueUrl"]
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(VISIBILITY_TIMEOUT_S), **attributes})[
+        "QueueUrl"
+    ]
     try:
         yield str(url)
     finally:
@@ -225,7 +244,7 @@ def queue_counts(url: str) -> tuple[int, int, int]:
 
 # The baseline function: a no-op, except that a message whose body starts with {"probe" makes it
 # report when it got it (the delay benchmark), to the queue the probe names.
-NOOP_SOURCE = '''\
+NOOP_SOURCE = """\
 import json
 import time
 
@@ -253,7 +272,7 @@ def handler(event, context):
                 entries = [{"Id": str(n), "MessageBody": json.dumps(x)} for n, x in enumerate(items[i : i + 10])]
                 _sqs.send_message_batch(QueueUrl=url, Entries=entries)
     return {"batchItemFailures": []}
-'''
+"""
 
 
 def _zip(source: str) -> bytes:

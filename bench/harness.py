@@ -184,12 +184,13 @@ def machine() -> str:
     except (OSError, ValueError):
         pass
     return (
-        f"{os.cpu_count()} x {cpu}{mem}, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
+        f"{os.cpu_count()} x {cpu}{mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
     )
 
 
-def results_document(figures: Iterable[Figure], *, date: datetime | None = None, host: str | None = None) -> dict[str, Any]:
+def results_document(
+    figures: Iterable[Figure], *, date: datetime | None = None, host: str | None = None
+) -> dict[str, Any]:
     """Exactly `{"date", "machine", "figures": [...]}`."""
     when = (date or datetime.now(UTC)).astimezone(UTC)
     return {
@@ -199,7 +200,9 @@ def results_document(figures: Iterable[Figure], *, date: datetime | None = None,
     }
 
 
-def write_results(figures: Iterable[Figure], path: Path = RESULTS, **kwargs: Any) -> dict[str, Any]:
+def write_results(figures: Iterable[Figure], path: Path | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Write `results_document(...)` to `path` (default: bench/results/latest.json); returns it."""
+    path = path or RESULTS
     document = results_document(figures, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -283,6 +286,7 @@ class Tally:
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     read_units: float = 0.0  # DynamoDB read request units, as the table reported them
     write_units: float = 0.0
+    units: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # by "dynamodb.Op"
 
     def total(self, service: str | None = None) -> int:
         return sum(n for key, n in self.calls.items() if service is None or key.split(".")[0] == service)
@@ -318,10 +322,12 @@ class CallCounter:
         events = getattr(getattr(target, "meta", None), "events", None)
         if events is None:
             events = target.events if hasattr(target, "events") else target.get_component("event_emitter")
-        events.register("provide-client-params.dynamodb", self._ask_capacity, unique_id=self._id + "-params")
-        events.register("before-call", self._before_call, unique_id=self._id + "-before")
-        events.register("request-created", self._request_created, unique_id=self._id + "-send")
-        events.register("after-call", self._after_call, unique_id=self._id + "-after")
+        # "<event>.*.*" and first: before any handler that answers the call itself (botocore's
+        # Stubber), which would end the before-call chain.
+        events.register_first("provide-client-params.dynamodb.*", self._ask_capacity, unique_id=self._id + "-params")
+        events.register_first("before-call.*.*", self._before_call, unique_id=self._id + "-before")
+        events.register_first("request-created.*.*", self._request_created, unique_id=self._id + "-send")
+        events.register_first("after-call.*.*", self._after_call, unique_id=self._id + "-after")
         return target
 
     @contextmanager
@@ -355,6 +361,8 @@ class CallCounter:
             merged.write_units += tally.write_units
             for key, s in tally.seconds.items():
                 merged.seconds[key] += s
+            for key, u in tally.units.items():
+                merged.units[key] += u
         return merged
 
     # hooks ------------------------------------------------------------------------------------
@@ -396,6 +404,8 @@ class CallCounter:
         with self._lock:
             tally = self.phases[context["bench_phase"]]
             tally.seconds[key] += elapsed
+            if units:
+                tally.units[key] += units
             if operation in DDB_READS:
                 tally.read_units += units
             elif operation in DDB_WRITES:

@@ -55,6 +55,9 @@ JOB_STATUSES = (
 )
 DIGEST_KINDS = ("daily", "weekly", "monthly")
 REDRIVE_FINAL = frozenset({"completed", "failed", "cancelled"})
+# While following a redrive: answers that mean "not now", and how many in a row end the wait.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_POLL_FAILURES = 10
 MAX_PAGES = 10_000
 
 EPILOG = """\
@@ -608,11 +611,23 @@ def cmd_dlq_watch(ctx: Context, args: argparse.Namespace) -> int:
 def _follow(ctx: Context, queue: str, state: dict[str, Any], interval: float) -> int:
     redrive_id = str(state.get("redrive_id", ""))
     reporter = ProgressReporter(ctx.err, ctx.err_is_tty, ctx.clock)
+    failures = 0
     try:
         while state.get("status") not in REDRIVE_FINAL:
             reporter.update(state)
             ctx.sleep(interval)
-            polled = ctx.client.get(_redrive_path(queue, redrive_id))
+            try:
+                polled = ctx.client.get(_redrive_path(queue, redrive_id))
+            except (ApiError, TransportError) as exc:
+                # The redrive runs on server-side: a blip (503, throttling, a dropped connection)
+                # is not its end. Keep following; give up after a run of failures.
+                transient = isinstance(exc, TransportError) or exc.status in TRANSIENT_STATUSES
+                failures += 1
+                if not transient or failures >= MAX_POLL_FAILURES:
+                    raise
+                ctx.note(f"lost contact ({exc}); retrying")
+                continue
+            failures = 0
             if not isinstance(polled, dict):
                 raise ApiError(200, "bad_response", "the redrive answer is not a JSON object")
             state = polled

@@ -1,6 +1,6 @@
 """GET /health: can this deployment reach its queues and its table? 503 when it cannot.
 
-And GET /v1/ping: a token check and nothing else.
+And GET /ping: a no-op (the baseline of the API latency benchmark).
 """
 
 from __future__ import annotations
@@ -8,14 +8,16 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from chalicelib.api.http import Call
+from chalice.app import Response
+
+from chalicelib.api.http import json_response
 from chalicelib.config import PRIORITIES
 from chalicelib.services import Services
 
 
-def ping(call: Call) -> tuple[int, dict[str, Any]]:
-    """GET /v1/ping: authentication only, no AWS call (the latency benchmark's baseline)."""
-    return 200, {"ok": True}
+def ping_response() -> Response:
+    """GET /ping: no token, no AWS call, nothing (the latency benchmark's baseline)."""
+    return json_response(200, {"ok": True})
 
 
 def check(svc: Services) -> tuple[int, dict[str, Any]]:

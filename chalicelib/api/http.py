@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as AwsConnectionError
 from chalice.app import Request, Response
 
 from chalicelib.auth import Principal
@@ -133,6 +135,38 @@ def handle(
         return json_response(status, body)
     except ApiError as err:
         return error_response(err)
-    except Exception:
+    except Exception as err:
+        if unavailable(err):
+            logger.warning("a dependency is unavailable", extra={"error": type(err).__name__})
+            return error_response(
+                ApiError(
+                    503,
+                    "service_unavailable",
+                    "A service Herald relies on is unavailable; retry shortly.",
+                    headers={"Retry-After": "1"},
+                )
+            )
         logger.exception("unhandled error in route")
         return error_response(ApiError(500, "internal_error", "Something went wrong on our side; it was logged."))
+
+
+# AWS error codes that mean "not now" (throttled, or the service is having trouble).
+_NOT_NOW = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "ServiceUnavailable",
+        "InternalServerError",
+        "InternalFailure",
+    }
+)
+
+
+def unavailable(err: Exception) -> bool:
+    """A dependency that cannot be reached or asks us to back off: the client's 503, not a bug's 500."""
+    if isinstance(err, AwsConnectionError | HTTPClientError):
+        return True
+    return isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") in _NOT_NOW

@@ -494,7 +494,10 @@ def responses() -> dict[str, Schema]:
             "The organization's request rate is over its limit.", "rate_limited", RETRY_AFTER
         ),
         "ServiceUnavailable": error_response(
-            "A dependency is unavailable; nothing was changed. Retry.", None, RETRY_AFTER
+            "A service Herald relies on is unavailable or throttling (`service_unavailable`), or a job could not "
+            "be queued (`queue_unavailable`: nothing was created). Retry after `Retry-After`.",
+            None,
+            RETRY_AFTER,
         ),
     }
 
@@ -565,12 +568,14 @@ def op(
     """One operation: `ok` are its success answers; the usual error answers follow from the rest."""
     codes: dict[str, Schema] = dict(ok)
     if role is not None:
-        # Every authenticated route: 400 (validation, or an operator naming no org), 401, 429.
+        # Every authenticated route: 400 (validation, or an operator naming no org), 401, 429, and
+        # 503 when the token table (or whatever else the route needs) cannot be reached.
         codes["400"] = _resp("BadRequest")
         codes["401"] = _resp("Unauthorized")
         if role != "member":
             codes["403"] = _resp("Forbidden")
         codes["429"] = _resp("TooManyRequests")
+        codes["503"] = _resp("ServiceUnavailable")
     if body is not None:
         codes["413"] = _resp("PayloadTooLarge")
     named = {404: "NotFound", 409: "Conflict", 503: "ServiceUnavailable"}
@@ -634,14 +639,14 @@ def paths() -> dict[str, Schema]:
                 role=None,
             ),
         },
-        "/v1/ping": {
+        "/ping": {
             "get": op(
                 "ping",
-                "A token check and nothing else (no AWS call): the baseline of the latency benchmark.",
+                "Does nothing (no token, no AWS call): the baseline of the latency benchmark.",
                 "public",
                 {
                     "200": {
-                        "description": "The token is valid.",
+                        "description": "Always.",
                         "content": {
                             "application/json": {
                                 "schema": {
@@ -654,6 +659,7 @@ def paths() -> dict[str, Schema]:
                         },
                     },
                 },
+                role=None,
             ),
         },
         "/v1/jobs": {

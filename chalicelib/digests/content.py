@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.digests.schedule import Kind, zone
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 NO_ALERT_TYPE = "other"
@@ -138,6 +139,8 @@ def render(summary: DigestSummary, recipient_name_or_email: str, *, tz: str | No
 @cache
 def _environment() -> jinja2.Environment:
     """One environment per process: it caches compiled templates across warm invocations."""
+    import jinja2  # here, not at the top: the API and most workers never render (cold start)
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"), default=False),

@@ -91,20 +91,23 @@ class Envelope:
     correlation_id: str
     attempt: int = 0
     version: int = ENVELOPE_VERSION
+    # An outcome message: attempt `attempt` already had its effect, with this result, but the
+    # worker could not record it (the table was unreachable). Its receive records it; nothing runs.
+    outcome: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "v": self.version,
-                "job_id": self.job_id,
-                "org_id": self.org_id,
-                "type": self.type,
-                "attempt": self.attempt,
-                "run_at": iso(self.run_at),
-                "correlation_id": self.correlation_id,
-            },
-            separators=(",", ":"),
-        )
+        body: dict[str, Any] = {
+            "v": self.version,
+            "job_id": self.job_id,
+            "org_id": self.org_id,
+            "type": self.type,
+            "attempt": self.attempt,
+            "run_at": iso(self.run_at),
+            "correlation_id": self.correlation_id,
+        }
+        if self.outcome is not None:
+            body["outcome"] = self.outcome
+        return json.dumps(body, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, body: str) -> Envelope:
@@ -124,10 +127,23 @@ class Envelope:
                 run_at=parse_iso(_text(data, "run_at")),
                 correlation_id=str(data.get("correlation_id") or ""),
                 attempt=int(data.get("attempt") or 0),
+                outcome=_outcome(data.get("outcome")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise EnvelopeError("malformed_envelope", f"the envelope is incomplete: {err}") from None
         return envelope
+
+
+def _outcome(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or value.get("status") != "completed"
+        or not isinstance(value.get("result"), dict | None)
+    ):
+        raise ValueError("outcome must be {status: completed, result}")
+    return {"status": "completed", "result": value.get("result")}
 
 
 def _text(data: dict[str, Any], key: str) -> str:

@@ -54,6 +54,29 @@ class JobQueue:
         )
         return str(response["MessageId"])
 
+    def send_outcome(self, job: Job, result: dict[str, Any] | None, delay_s: int, max_bytes: int) -> str:
+        """Put the outcome of the job's current attempt on its queue (an outcome message: see
+        `Envelope.outcome`), delivered after `delay_s`. ValueError when it would exceed `max_bytes`."""
+        body = Envelope(
+            job_id=job.job_id,
+            org_id=job.org_id,
+            type=job.type,
+            run_at=job.run_at,
+            correlation_id=job.correlation_id,
+            attempt=job.attempts,
+            outcome={"status": "completed", "result": result},
+        ).to_json()
+        if len(body.encode()) > max_bytes:
+            raise ValueError(f"the outcome message would be over {max_bytes} bytes")
+        response = self._sqs.send_message(
+            QueueUrl=self.url_of(self._settings.queue_name(job.priority)),
+            MessageBody=body,
+            DelaySeconds=max(0, min(delay_s, self._settings.max_queue_delay_s)),
+            MessageGroupId=job.org_id,
+            MessageAttributes=_attributes(job.org_id, job.type, job.job_id),
+        )
+        return str(response["MessageId"])
+
     def queue_url(self, priority: str) -> str:
         return self.url_of(self._settings.queue_name(priority))
 

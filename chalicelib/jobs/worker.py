@@ -36,6 +36,9 @@ MAX_ENVELOPE_BYTES = 4096
 # A message may arrive a little before run_at (visibility rounding); closer than this runs now.
 EARLY_TOLERANCE_S = 1.0
 MAX_BACKOFF_S = 43_200
+# When a job's effect happened but the table could not record it, its outcome is put back on the
+# queue (an outcome message) to be recorded this much later, when the table may be back.
+OUTCOME_DELAY_S = 10
 
 Handler = Callable[[Job], "dict[str, Any] | None"]
 
@@ -130,6 +133,8 @@ class Worker:
         if job.is_final:
             logger.info("job already final: message dropped", extra={"status": job.status})
             return Outcome("skipped", job.job_id)
+        if envelope.outcome is not None:
+            return self._record_outcome(job, envelope)
         now = self._clock()
         if job.status != "failed" and (job.run_at - now).total_seconds() > EARLY_TOLERANCE_S:
             # A long delay travels in hops of at most 900 s (SQS's cap): send the next hop.
@@ -156,13 +161,39 @@ class Worker:
             logger.exception("handler raised")
             error = JobError("internal_error", f"{type(err).__name__}: {err}"[:500])
             return self._failed(job, record, priority, error)
-        if self._store.complete(job, result) is None:
+        try:
+            recorded = self._store.complete(job, result)
+        except Exception:
+            # The effect happened, but the table could not be told (an outage). If this message
+            # came back, the handler would run again and repeat the effect; so the outcome itself
+            # goes on the queue, and this message is done. Only if that fails too is it retried.
+            logger.exception("job done but not recorded: its outcome goes back on the queue")
+            self._queue.send_outcome(job, result, OUTCOME_DELAY_S, MAX_ENVELOPE_BYTES)
+            self._count("JobOutcomesRequeued", job)
+            return Outcome("completed", job.job_id)
+        if recorded is None:
             logger.warning("job changed while it ran; result not recorded")
         else:
             self._count("JobsCompleted", job)
             latency = (self._clock() - job.created_at).total_seconds() * 1000
             metrics.add_metric(name="JobLatency", unit=MetricUnit.Milliseconds, value=latency)
         logger.info("job completed", extra={"attempts": job.attempts})
+        return Outcome("completed", job.job_id)
+
+    def _record_outcome(self, job: Job, envelope: Envelope) -> Outcome:
+        """An outcome message (see `Envelope.outcome`): record it; the handler does not run."""
+        if job.status != "active" or job.attempts != envelope.attempt:
+            logger.warning(
+                "outcome of an attempt that is not the job's current one: dropped",
+                extra={"attempt": envelope.attempt, "status": job.status},
+            )
+            return Outcome("skipped", job.job_id)
+        result = (envelope.outcome or {}).get("result")
+        if self._store.complete(job, result) is None:
+            logger.warning("job changed meanwhile; outcome not recorded")
+            return Outcome("skipped", job.job_id)
+        self._count("JobsCompleted", job)
+        logger.info("job completed (its outcome came back from the queue)", extra={"attempts": job.attempts})
         return Outcome("completed", job.job_id)
 
     def _deferred(self, job: Job, deferral: Deferred) -> Outcome:

@@ -21,17 +21,25 @@ from tests.reliability.report import ReliabilityReport
 from tests.support.cloud import LocalCloud
 
 REPORT = pytest.StashKey[ReliabilityReport]()
+_CURRENT: list[ReliabilityReport] = []  # the session's report, for hooks that get no config
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "after_faults: runs at the end of the session (fault-run verdicts)")
     config.stash[REPORT] = ReliabilityReport()
+    _CURRENT.append(config.stash[REPORT])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     last = [item for item in items if item.get_closest_marker("after_faults")]
     if last:
         items[:] = [item for item in items if not item.get_closest_marker("after_faults")] + last
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # The fuzz numbers are read from the fuzz test's file only if it ran in this session.
+    if report.when == "call" and "test_fuzz_api.py" in report.nodeid and not report.skipped and _CURRENT:
+        _CURRENT[-1].fuzz_ran = True
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -122,18 +122,23 @@ class CountingReceiver(WebhookReceiver):
 
 
 class Flaky:
-    """A receiver policy for an outage of the target: for `seconds` after `start()`, a share of the
-    requests gets a 500 and a share a slow answer (a 503 after `slow_s`, longer than the worker's
-    read timeout: a timeout to the sender, and no effect at the receiver); then all is 200."""
+    """A receiver policy for an outage of the target: for `seconds` after `start()`, the first
+    `slow` requests get a slow answer (a 503 after `slow_s`, longer than the worker's read timeout:
+    a timeout to the sender, and no effect at the receiver), then a share `p500` of them a 500;
+    afterwards all is 200. (A slow answer holds its queue's poller for the read timeout, so there
+    are few of them.)"""
 
-    def __init__(self, seconds: float, p500: float = 0.4, pslow: float = 0.08, slow_s: float = 11.0) -> None:
-        self.seconds, self.p500, self.pslow, self.slow_s = seconds, p500, pslow, slow_s
+    def __init__(self, seconds: float, p500: float = 0.5, slow: int = 1, slow_s: float = 11.0) -> None:
+        self.seconds, self.p500, self.slow, self.slow_s = seconds, p500, slow, slow_s
         self.until = 0.0
+        self._slow_left = 0
         self._rng = random.Random(9)
         self._lock = threading.Lock()
         self.served = Counter[str]()
 
     def start(self) -> None:
+        with self._lock:
+            self._slow_left = self.slow
         self.until = time.monotonic() + self.seconds
 
     @property
@@ -144,8 +149,11 @@ class Flaky:
         if not self.active:
             return OK
         with self._lock:
-            draw = self._rng.random()
-            kind = "500" if draw < self.p500 else "slow" if draw < self.p500 + self.pslow else "200"
+            if self._slow_left > 0:
+                self._slow_left -= 1
+                kind = "slow"
+            else:
+                kind = "500" if self._rng.random() < self.p500 else "200"
             self.served[kind] += 1
         if kind == "500":
             return Reply(500, {"Content-Type": "text/plain"}, b"target down")
@@ -281,10 +289,22 @@ def post_until_accepted(api: Api, path: str, body: dict[str, Any], deadline: flo
 
 
 def post_jobs(
-    api: Api, bodies: Sequence[dict[str, Any]], deadline: float, seen: Attempts, workers: int = 8
+    api: Api,
+    bodies: Sequence[dict[str, Any]],
+    deadline: float,
+    seen: Attempts,
+    workers: int = 8,
+    spread_s: float = 0.0,
 ) -> list[ApiReply]:
+    """POST every body (8 at a time); with `spread_s`, body i waits until i/N of it has passed."""
+    start, count = time.monotonic(), max(len(bodies), 1)
+
+    def post(index: int) -> ApiReply:
+        time.sleep(max(0.0, start + spread_s * index / count - time.monotonic()))
+        return post_until_accepted(api, "/v1/jobs", bodies[index], deadline, seen)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda body: post_until_accepted(api, "/v1/jobs", body, deadline, seen), bodies))
+        return list(pool.map(post, range(len(bodies))))
 
 
 def webhook_body(
@@ -347,30 +367,69 @@ class Outage:
         return self.back_at - self.stopped_at
 
 
-def restart_dynamodb(hold_s: float = 0.0) -> Outage:
-    """Stop DynamoDB Local (its whole process group, as `make down` does), wait `hold_s`, start
-    it again with localstack/cloud.py's own start logic. Its data survives (-dbPath). Always
-    started again, even when the stop fails half-way."""
-    outage = Outage(pid_before=int(PID_FILE.read_text()))
-    outage.stopped_at = time.time()
-    try:
+class DynamoRestart:
+    """Stop DynamoDB Local (its whole process group, as `make down` does), then start it again with
+    localstack/cloud.py's own start logic; its data survives (-dbPath). `stop_then_restart()`
+    returns once it is down and starts it again in the background (`wait()` for it): a webhook
+    receiver can take the table away between a worker's effect and its record of it."""
+
+    def __init__(self) -> None:
+        self.outage = Outage()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def stop(self) -> None:
+        self.outage.pid_before = int(PID_FILE.read_text())
+        self.outage.stopped_at = time.time()
         for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
             try:
-                os.killpg(outage.pid_before, sig)
+                os.killpg(self.outage.pid_before, sig)
             except ProcessLookupError:
                 break
             end = time.monotonic() + wait
-            while time.monotonic() < end and _group_alive(outage.pid_before):
+            while time.monotonic() < end and _group_alive(self.outage.pid_before):
                 time.sleep(0.05)
-            if not _group_alive(outage.pid_before):
+            if not _group_alive(self.outage.pid_before):
                 break
-        outage.seen_down = not dynamodb_up()
-        time.sleep(hold_s)
-    finally:
-        start_dynamodb()
-        outage.back_at = time.time()
-        outage.pid_after = int(PID_FILE.read_text())
-    return outage
+        self.outage.seen_down = not dynamodb_up()
+
+    def start(self) -> None:
+        try:
+            start_dynamodb()
+            self.outage.pid_after = int(PID_FILE.read_text())
+        except BaseException as err:
+            self.error = err
+            raise
+        finally:
+            self.outage.back_at = time.time()
+            self.done.set()
+
+    def run(self) -> Outage:
+        """Stop, then start again (always, even when the stop failed half-way)."""
+        try:
+            self.stop()
+        finally:
+            self.start()
+        return self.outage
+
+    def stop_then_restart(self) -> None:
+        try:
+            self.stop()
+        finally:
+            threading.Thread(target=self._start_quietly, name="dynamodb-start", daemon=True).start()
+
+    def _start_quietly(self) -> None:
+        try:
+            self.start()
+        except BaseException:  # recorded in self.error; wait() raises it
+            pass
+
+    def wait(self, timeout: float = 180.0) -> Outage:
+        if not self.done.wait(timeout):
+            raise AssertionError(f"DynamoDB Local did not come back within {timeout:.0f} s")
+        if self.error is not None:
+            raise self.error
+        return self.outage
 
 
 def start_dynamodb() -> None:

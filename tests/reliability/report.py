@@ -9,8 +9,8 @@ the end of the run (even with -q) and writes it to test-output/reliability-repor
     reliability_report.record_fuzz(cases=2_000, server_errors=0)
 
 The API fuzzing (tests/reliability/test_fuzz_api.py) can record its numbers with
-`record_fuzz`; if it did not, the report reads them from test-output/fuzz-deployed.json when that
-file was written during this session.
+`record_fuzz`; if it did not, but ran in this session, the report reads them from the file it
+writes (test-output/fuzz-deployed.json).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class ReliabilityReport:
     fuzz_cases: int | None = None
     fuzz_server_errors: int | None = None
     started: float = field(default_factory=time.time)
+    fuzz_ran: bool = False  # the fuzz test ran in this session (its file may then be read)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- recording ---------------------------------------------------------------------------
@@ -88,6 +89,8 @@ class ReliabilityReport:
         if self.fuzz_cases is not None:
             return self.fuzz_cases, self.fuzz_server_errors
         path = output_dir() / "fuzz-deployed.json"
+        if not self.fuzz_ran:
+            return None, None
         try:
             if path.stat().st_mtime >= self.started:
                 data = json.loads(path.read_text())

@@ -7,8 +7,11 @@ while these faults are injected:
       chalicelib/handlers/chaos.py) that sleeps past the function timeout, sent in ONE
       SendMessageBatch among webhook jobs on the `low` queue (its own queue: the sleep holds the
       queue's poller for the 30 s timeout, and the flaky receiver must meet the flow meanwhile);
-  (b) the receiver answers 500s and slow answers (timeouts to the sender) for a while, then 200;
-  (c) DynamoDB Local is stopped and started again (data kept), while the flow is still posting;
+  (b) the receiver gives a slow answer (a timeout to the sender), then 500s to half of the
+      requests for a while, then 200s;
+  (c) DynamoDB Local is stopped and started again (data kept), while the flow is still posting,
+      and at the worst moment for one job: the receiver stops it after the job's webhook arrived
+      and before answering 200, so the worker cannot record the effect it just had;
   (d) a worker exits with sys.exit mid-batch (`chaos` exit among webhook jobs on `high`).
 A job whose worker died comes back after the queue's visibility timeout (180 s locally) and its
 lease; so the kick-off test only injects (about 40 s), and the verdicts (marked `after_faults`)
@@ -33,17 +36,19 @@ from typing import Any
 import pytest
 
 from chalicelib.jobs.model import Job
+from tests.contract.webhook_receiver import Reply
 from tests.reliability.harness import (
     FINAL,
+    OK,
     SOAK,
     Attempts,
     CountingReceiver,
+    DynamoRestart,
     Flaky,
     Jobs,
     Outage,
     Tenant,
     post_jobs,
-    restart_dynamodb,
     size,
     webhook_body,
 )
@@ -54,13 +59,17 @@ pytestmark = pytest.mark.reliability
 FLOW_JOBS = size(200, 2_000)
 BATCH = 10  # the workers' SQS batch size
 CHAOS_AT = 6  # the chaos job's place in its batch: the jobs before it ran in the same invocation
-# Seconds after the start of the run at which each fault is injected.
+# The flow is spread over FLOW_S seconds (the API's own pace makes the soak's longer), and each
+# fault is injected at these seconds after the start: the receiver's outage first, while the flow
+# runs (a slow answer holds a queue's poller for the read timeout), DynamoDB while it still posts.
+FLOW_S = 40.0
 TIMEOUTS_AT = [1.0, 61.0, 121.0] if SOAK else [1.0]
-CRASHES_AT = [1.5, 8.0, 40.0, 80.0, 120.0, 160.0] if SOAK else [1.5, 8.0]
-FLAKY_AT = [4.0, 64.0, 124.0] if SOAK else [4.0]
-FLAKY_S = 12.0
-DYNAMODB_AT = [20.0, 140.0] if SOAK else [20.0]
-DYNAMODB_COHORT = 20  # jobs sent just before DynamoDB stops, so workers are busy with them
+CRASHES_AT = [1.5, 24.0, 80.0, 120.0, 160.0] if SOAK else [1.5, 24.0]
+FLAKY_AT = [3.0, 64.0, 124.0] if SOAK else [3.0]
+FLAKY_S = 20.0
+DYNAMODB_AT = [26.0, 140.0] if SOAK else [26.0]
+DYNAMODB_COHORT = 20  # jobs sent as DynamoDB goes away, so workers are busy with them
+TRIGGER_WAIT_S = 60.0  # the trigger job's delivery must stop DynamoDB by then (else it is stopped anyway)
 # The run must be over by then: the last fault, the visibility timeout (180 s), lease, retries.
 SETTLE_S = 900.0 if SOAK else 420.0
 
@@ -78,6 +87,8 @@ class FaultRun:
     cohorts: dict[str, list[str]] = field(default_factory=lambda: {"timeout": [], "crash": [], "dynamodb": []})
     chaos: dict[str, list[str]] = field(default_factory=lambda: {"sleep": [], "exit": []})
     outages: list[Outage] = field(default_factory=list)
+    triggers: dict[str, DynamoRestart] = field(default_factory=dict)  # job id -> its restart
+    fired: list[str] = field(default_factory=list)  # triggers whose delivery stopped DynamoDB
     api: Attempts = field(default_factory=Attempts)
     api_during_outage: Attempts = field(default_factory=Attempts)
     faults: Counter[str] = field(default_factory=Counter)
@@ -117,18 +128,33 @@ class FaultRun:
         self.flaky.start()
         self.faults["webhook target 500s/timeouts"] += 1
 
+    def policy(self, webhook_id: str) -> Reply:
+        """The receiver: a trigger job's first delivery stops DynamoDB before it is answered 200
+        (the worker then cannot record the effect); everything else follows the flaky policy."""
+        restart = self.triggers.get(webhook_id)
+        if restart is not None and not restart.done.is_set() and webhook_id not in self.fired:
+            self.fired.append(webhook_id)
+            restart.stop_then_restart()
+            return OK
+        return self.flaky(webhook_id)
+
     def dynamodb_restart(self) -> None:
-        batch = [self.webhook("high", "dynamodb", len(self.cohorts["dynamodb"]) + i) for i in range(DYNAMODB_COHORT)]
-        self.jobs.send_batch("high", batch)
-        self.cohorts["dynamodb"] += [job.job_id for job in batch]
-        outage = restart_dynamodb()
-        self.outages.append(outage)
+        # On `normal`, idle meanwhile: the trigger is delivered at once, while the flow still posts.
+        batch = [self.webhook("normal", "dynamodb", len(self.cohorts["dynamodb"]) + i) for i in range(DYNAMODB_COHORT)]
+        trigger = self.webhook("normal", "dynamodb", -len(self.triggers) - 1)
+        restart = self.triggers[trigger.job_id] = DynamoRestart()
+        self.jobs.send_batch("normal", [trigger, *batch])
+        self.cohorts["dynamodb"] += [trigger.job_id, *(job.job_id for job in batch)]
+        if not restart.done.wait(TRIGGER_WAIT_S) and trigger.job_id not in self.fired:
+            self.fired.append("(timer)")  # the trigger was not delivered in time: stop it anyway
+            restart.run()
+        self.outages.append(restart.wait())
         self.faults["DynamoDB stopped and restarted"] += 1
 
     def inject(self) -> None:
         """Post the flow through the API and inject every fault on schedule; returns when the
         flow is all accepted and DynamoDB is back (the recovery goes on by itself)."""
-        self.receiver.policy = self.flaky
+        self.receiver.policy = self.policy
         self.flow_keys = [f"rel-{self.run_id}-{i}" for i in range(FLOW_JOBS)]
         bodies = [
             webhook_body(self.receiver, {"run": self.run_id, "flow": i}, priority="high", key=key)
@@ -143,7 +169,7 @@ class FaultRun:
         )
         with ThreadPoolExecutor(max_workers=1) as pool:
             flow: Future[Any] = pool.submit(
-                post_jobs, self.tenant.member, bodies, self.started + SETTLE_S / 2, self.api
+                post_jobs, self.tenant.member, bodies, self.started + SETTLE_S / 2, self.api, spread_s=FLOW_S
             )
             for at, action in schedule:
                 time.sleep(max(0.0, self.started + at - time.monotonic()))
@@ -318,6 +344,13 @@ def test_a_dynamodb_restart_loses_nothing_and_repeats_no_effect(
     verdict = run.verdict(run.cohorts["dynamodb"] + around)
     reliability_report.note("faults (a-d)", _cohort_line("(c) DynamoDB restart", verdict))
     assert_effectively_once(verdict, "jobs in flight around the DynamoDB restart")
+    # DynamoDB went away between a trigger job's effect (its webhook arrived) and the worker's
+    # record of it: still completed, and delivered once.
+    assert set(run.fired) == set(run.triggers), f"not every restart was triggered by a delivery: {run.fired}"
+    for job_id in run.triggers:
+        job = records[job_id]
+        assert job is not None and job.status == "completed", job
+        assert run.receiver.successes()[job_id] == 1, f"the trigger job {job_id} was delivered again"
     # Every POST was eventually accepted, each idempotency key made exactly one job.
     assert len(set(run.flow_ids)) == len(run.flow_keys)
 

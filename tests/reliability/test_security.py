@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -156,6 +157,7 @@ def contains(path: Path, needle: bytes, chunk: int = 8 << 20) -> bool:
 # --- SSRF: the guard as dev and prod run it (in-process, over moto) ---------------------------
 
 LITERALS = [
+    "http://localhost/hook",  # a name, but one that always means loopback
     "http://127.0.0.1/hook",
     "http://127.1/hook",  # legacy forms the OS accepts
     "http://2130706433/hook",
@@ -226,20 +228,42 @@ def test_the_api_refuses_webhook_targets_that_are_private_ip_literals(guarded: t
     assert svc.store.list("org-a")[0] == []  # nothing was created
 
 
+# Names and what a (fake) DNS answers for them: each holds at least one non-public address.
+RESOLVING = {
+    "metadata.herald-test.example": ["169.254.169.254"],
+    "intranet.herald-test.example": ["10.0.0.7"],
+    "rebind.herald-test.example": ["93.184.216.34", "127.0.0.1"],  # one bad answer among good ones
+    "v6.herald-test.example": ["fd12:3456::1"],
+}
+
+
 def test_names_resolving_to_private_addresses_are_refused_at_delivery(
-    guarded: tuple[Any, Services], counting_receiver: CountingReceiver
+    guarded: tuple[Any, Services], counting_receiver: CountingReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, svc = guarded
-    port = counting_receiver.port
-    status, job = post_job(
-        client, {"type": "webhook", "payload": {"url": f"http://localhost:{port}/hook", "body": {"x": 1}}}
-    )
-    assert status == 202, job  # a name: resolved and vetted at delivery time (DNS answers change)
+    real = socket.getaddrinfo
+
+    def fake_dns(host: Any, port: Any, *args: Any, **kw: Any) -> Any:
+        if host in RESOLVING:
+            return [
+                (socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
+                for ip in RESOLVING[host]
+            ]
+        return real(host, port, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_dns)
+    ids = {}
+    for host in RESOLVING:
+        url = f"http://{host}:{counting_receiver.port}/hook"
+        status, job = post_job(client, {"type": "webhook", "payload": {"url": url, "body": {"x": 1}}})
+        assert status == 202, job  # a name: resolved and vetted at delivery time (DNS answers change)
+        ids[host] = job["job_id"]
     run_worker(svc)
-    dead = svc.store.get("org-a", job["job_id"])
-    assert dead is not None and dead.status == "dead" and dead.attempts == 1, dead
-    assert dead.error["code"] == "webhook_target_forbidden", dead.error  # type: ignore[index]
-    assert counting_receiver.requests == []  # nothing ever connected to the local server
+    for host, job_id in ids.items():
+        dead = svc.store.get("org-a", job_id)
+        assert dead is not None and dead.status == "dead" and dead.attempts == 1, (host, dead)
+        assert dead.error is not None and dead.error["code"] == "webhook_target_forbidden", (host, dead.error)
+    assert counting_receiver.requests == []  # nothing ever connected
 
 
 def test_a_redirect_is_not_followed_so_it_cannot_lead_to_the_metadata_service(

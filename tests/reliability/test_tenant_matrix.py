@@ -28,7 +28,7 @@ from tests.support.api import Api, Reply, wait_for
 pytestmark = pytest.mark.reliability
 
 QUEUE = "critical"
-PUBLIC = {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/admin")}
+PUBLIC = {("GET", "/health"), ("GET", "/ping"), ("GET", "/openapi.json"), ("GET", "/admin")}
 
 
 @dataclass

@@ -67,8 +67,13 @@ class Tally:
 
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)
+    retried: Counter[int] = field(default_factory=Counter)  # 429/503 answers a careful client retries
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def retry(self, status: int) -> None:
+        with self._lock:
+            self.retried[status] += 1
 
     def record(self, label: str, status: int) -> None:
         with self._lock:
@@ -89,9 +94,11 @@ class Tally:
         for (_, status), n in self.statuses.items():
             by_status[status] += n
         spread = ", ".join(f"{status}: {n}" for status, n in sorted(by_status.items()))
+        retried = ", ".join(f"{n} x {status}" for status, n in sorted(self.retried.items()))
         return (
             f"[fuzz] {name}: {self.cases} cases over {self.operations} operations in "
             f"{time.monotonic() - self.started:.0f} s, 5xx seen: {len(self.server_errors)} ({spread})"
+            + (f"; retried after Retry-After: {retried}" if retried else "")
         )
 
     def write(self, name: str) -> Path:
@@ -104,6 +111,7 @@ class Tally:
                     "cases": self.cases,
                     "operations": self.operations,
                     "server_errors": len(self.server_errors),
+                    "retried": {str(status): n for status, n in sorted(self.retried.items())},
                     "by_operation": {f"{label} {status}": n for (label, status), n in sorted(self.statuses.items())},
                 },
                 indent=2,

@@ -797,6 +797,33 @@ def test_dlq_redrive_polls_until_completed_with_progress() -> None:
     assert result.out == "Redrive rd-1 completed: moved 4 of 4 dead letters back to herald-local-jobs.\n"
 
 
+def test_dlq_redrive_keeps_following_through_a_transient_503() -> None:
+    unavailable = (503, error_body("service_unavailable", "A service Herald relies on is unavailable."))
+    routes: dict[tuple[str, str], Reply | list[Reply]] = {
+        ("POST", REDRIVE): (202, {"redrive_id": "rd-1", "status": "running", "moved": 0, "to_move": 4}),
+        ("GET", f"{REDRIVE}/rd-1"): [
+            unavailable,
+            unavailable,
+            (200, {"redrive_id": "rd-1", "status": "completed", "moved": 4, "to_move": 4}),
+        ],
+    }
+    result = run(["dlq", "redrive", "herald-local-jobs", "--poll-interval", "0.5"], routes)
+    assert result.code == 0, result.err
+    assert result.err.count("lost contact") == 2 and result.sleeps == [0.5, 0.5, 0.5]
+
+
+def test_dlq_redrive_gives_up_after_a_run_of_failures_or_at_once_on_a_404() -> None:
+    unavailable = (503, error_body("service_unavailable", "A service Herald relies on is unavailable."))
+    start = (202, {"redrive_id": "rd-1", "status": "running", "moved": 0, "to_move": 4})
+    poll = ("GET", f"{REDRIVE}/rd-1")
+    routes: dict[tuple[str, str], Reply | list[Reply]] = {("POST", REDRIVE): start, poll: [unavailable]}
+    result = run(["dlq", "redrive", "herald-local-jobs"], routes)
+    assert result.code == 1 and len(result.sleeps) == 10
+    routes = {("POST", REDRIVE): start, poll: [(404, error_body("not_found", "No such redrive."))]}
+    result = run(["dlq", "redrive", "herald-local-jobs"], routes)
+    assert result.code == 1 and len(result.sleeps) == 1
+
+
 def test_dlq_redrive_json_prints_only_the_final_state_on_stdout() -> None:
     final = {"redrive_id": "rd-1", "status": "completed", "moved": 1, "to_move": 1}
     routes: dict[tuple[str, str], Reply | list[Reply]] = {

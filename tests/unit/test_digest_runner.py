@@ -11,6 +11,7 @@ selection over a clock (New York, Chicago, Los Angeles, Honolulu, Kolkata; both 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -207,12 +208,20 @@ def test_three_daily_recipients_get_one_email_each_with_html_text_and_the_period
         [sent] = mail.to(f"{user}@example.com")
         assert sent["subject"].startswith("Herald daily digest ")
         assert sent["text"] and sent["html"] and "<html" in sent["html"].lower()
-        for part in (sent["text"], sent["html"]):
-            # 2 sent, 1 suppressed, 1 failed, 1 pending, 1 escalation; the cancelled and the
-            # three-day-old SMS are not counted
-            assert "2 sent" in sent["subject"] and "1 failed" in sent["subject"]
-            for text in ("temperature", "door"):
-                assert text in part
+        # 2 sent, 1 suppressed, 1 failed, 1 pending, 1 escalation; the cancelled and the
+        # three-day-old SMS are not counted
+        assert "2 sent, 1 failed" in sent["subject"]
+        shown = dict(re.findall(r"^([A-Z][a-z]+ [a-z]+): +(\d+)$", sent["text"], re.MULTILINE))
+        assert shown == {
+            "Alerts sent": "2",
+            "Alerts suppressed": "1",
+            "Alerts failed": "1",
+            "Alerts retrying": "1",
+            "Escalations fired": "1",
+        }
+        assert "temperature: 4" in sent["text"] and "door: 1" in sent["text"]  # sent, suppressed, dead, pending
+        assert all(f">{label}</th>" in sent["html"] for label in ("Alerts sent", "Escalations fired"))
+        assert "temperature" in sent["html"] and "door" in sent["html"]
         period = result["periods"][0]
         job = call(client, "GET", f"/v1/jobs/digest:daily:{period}:{user}")[1]
         assert job["type"] == "digest_email" and job["status"] == "completed" and job["priority"] == "low"

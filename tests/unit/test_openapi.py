@@ -16,10 +16,12 @@ from unittest.mock import Mock
 
 import jsonschema_rs
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from schemathesis.specs.openapi import definitions
 
 from chalicelib.api import openapi
 from chalicelib.api.http import MAX_BODY_BYTES
+from chalicelib.auth import TokenStore
 from chalicelib.jobs.queue import JobQueue
 from chalicelib.services import Services
 from tests.support.fuzz import DOCUMENT, NOT_BUILT, app_routes, documented, in_process_app, load_document
@@ -50,13 +52,13 @@ def test_every_component_schema_is_valid_json_schema_2020_12() -> None:
         assert jsonschema_rs.meta.is_valid(schema), name
 
 
-def test_every_operation_has_an_id_and_every_authenticated_one_answers_401_and_429() -> None:
+def test_every_operation_has_an_id_and_every_authenticated_one_answers_400_401_429_and_503() -> None:
     ids = [DOC["paths"][p][m.lower()]["operationId"] for m, p in OPERATIONS]
     assert len(ids) == len(set(ids))
     for method, path in OPERATIONS:
         operation = DOC["paths"][path][method.lower()]
         if operation.get("security") != []:
-            assert {"400", "401", "429"} <= set(operation["responses"]), f"{method} {path}"
+            assert {"400", "401", "429", "503"} <= set(operation["responses"]), f"{method} {path}"
 
 
 # --- (2) the document and the app have the same routes -----------------------------------------
@@ -159,14 +161,9 @@ def the_dashboard(http: Http) -> Any:
     return http("GET", "/admin", token=None)
 
 
-@example("GET", "/v1/ping", 200)
+@example("GET", "/ping", 200)
 def a_ping(http: Http) -> Any:
-    return http("GET", "/v1/ping")
-
-
-@example("GET", "/v1/ping", 401)
-def a_ping_without_a_token(http: Http) -> Any:
-    return http("GET", "/v1/ping", token=None)
+    return http("GET", "/ping", token=None)
 
 
 @example("POST", "/v1/jobs", 202)
@@ -263,6 +260,18 @@ def a_page_of_jobs(http: Http) -> Any:
     response = http("GET", "/v1/jobs?limit=1&status=queued&type=webhook")
     assert json.loads(response.body)["next_cursor"]
     return response
+
+
+@example("GET", "/v1/jobs", 503)
+def the_token_table_unreachable(http: Http) -> Any:
+    down = Mock(spec=TokenStore, **{"resolve.side_effect": EndpointConnectionError(endpoint_url="http://ddb")})
+    tokens, http.svc.tokens = http.svc.tokens, down
+    try:
+        response = http("GET", "/v1/jobs")
+        assert response.headers.get("Retry-After") == "1"
+        return response
+    finally:
+        http.svc.tokens = tokens
 
 
 @example("GET", "/v1/jobs", 400)
