@@ -43,7 +43,7 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[cloud.Stack], list
 
     return {
         "calls": lambda stack: module("calls").run(stack, per_kind=2 if quick else 5),
-        "coldstart": lambda stack: module("coldstart").run(stack, runs=7 if quick else 21),
+        "coldstart": lambda stack: module("coldstart").run(stack, runs=5 if quick else 15),
         "latency": lambda stack: module("latency").run(stack, requests=40 if quick else 300),
         "fanout": lambda stack: module("fanout").run(stack, recipients=args.recipients or (1000 if quick else 10_000)),
         "pipeline": lambda stack: module("pipeline").run(stack, n=args.n or (200 if quick else 2000)),

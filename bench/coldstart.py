@@ -134,38 +134,43 @@ def run(stack: Stack, runs: int) -> list[Figure]:
         empty.mkdir()
         size = sum(f.stat().st_size for f in task.rglob("*") if f.is_file()) / 1e6
         pyc = sum(1 for _ in task.rglob("*.pyc"))
-        say(f"cold start: deployed package {size:.0f} MB unzipped, {pyc} .pyc files; {runs} runs each")
-        time_import(task, "app", task)  # page cache warm: every measured run reads the same files
-        app_ms, boto3_ms = [], []
+        shadowed = shadowing(task)
+        # What-ifs, measured in the same rounds (the machine's load drifts): the package without
+        # the libraries the runtime already has (what dropping the [tracer] extra, i.e.
+        # aws-xray-sdk and the botocore it pulls in, would ship), then also with bytecode.
+        variants: dict[str, Path] = {}
+        drop = (*shadowed, "aws_xray_sdk", "wrapt") if shadowed else ()
+        if drop:
+            variants["without the runtime's own libraries"] = _variant(task, scratch, drop=drop)
+        if pyc < 100:
+            variants["... and with .pyc" if drop else "with .pyc"] = _variant(task, scratch, drop=drop, compile_=True)
+        say(
+            f"cold start: deployed package {size:.0f} MB unzipped, {pyc} .pyc files, ships {', '.join(shadowed) or '-'}"
+            f" of the runtime's own; {runs} rounds of import app / import boto3"
+            + (f" / {len(variants)} what-if packages" if variants else "")
+        )
+        for copy in (task, *variants.values()):
+            time_import(copy, "app", copy)  # page cache warm: every measured run reads the same files
+        app_ms: list[float] = []
+        boto3_ms: list[float] = []
+        what_if_ms: dict[str, list[float]] = {label: [] for label in variants}
         for _ in range(runs):
             app_ms.append(time_import(task, "app", task))
             boto3_ms.append(time_import(None, "boto3", empty))  # a function that only imports boto3
+            for label, copy in variants.items():
+                what_if_ms[label].append(time_import(copy, "app", copy))
         app_median, boto3_median = median(app_ms), median(boto3_ms)
         say(f"cold start: import app {app_median:.0f} ms, import boto3 {boto3_median:.0f} ms (medians)")
+        what_if = [
+            f"{label}: {median(ms):.0f} ms ({median(ms) / boto3_median:.2f}x)" for label, ms in what_if_ms.items()
+        ]
+        if what_if:
+            say("cold start: what if the package were ... " + "; ".join(what_if))
         profile = where_the_time_goes(task)
         say(
             "cold start: where `import app` spends its time (self time by top-level package): "
             + ", ".join(f"{name} {ms:.0f} ms ({where})" for name, ms, where in profile)
         )
-        shadowed = shadowing(task)
-        what_if: list[str] = []
-        if app_median > 1.5 * boto3_median:
-            # Where would a fix get us? The same package without the runtime's own libraries,
-            # then also with bytecode compiled in (a few runs each: indications, not figures).
-            variants = []
-            if shadowed:
-                # What dropping the [tracer] extra (aws-xray-sdk, which pulls botocore) would ship.
-                drop = (*shadowed, "aws_xray_sdk", "wrapt")
-                variants.append(("without the runtime's libraries and aws_xray_sdk", dict(drop=drop)))
-                variants.append(("... and with .pyc", dict(drop=drop, compile_=True)))
-            else:
-                variants.append(("with .pyc", dict(compile_=True)))
-            for label, options in variants:
-                copy = _variant(task, scratch, **options)  # type: ignore[arg-type]
-                time_import(copy, "app", copy)
-                ms = median([time_import(copy, "app", copy) for _ in range(max(3, runs // 3))])
-                what_if.append(f"{label}: {ms:.0f} ms ({ms / boto3_median:.2f}x)")
-            say("cold start: what if the package were ... " + "; ".join(what_if))
         note = "median of fresh processes, runtime venv Python, deployed package first on sys.path; top: " + ", ".join(
             f"{name} {ms:.0f} ms" for name, ms, _ in profile[:4]
         )

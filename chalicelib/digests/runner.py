@@ -31,10 +31,12 @@ crash anywhere in between first resends the ``in_flight`` records still ``queued
 message is harmless: the worker drops a message whose job is no longer queued), then goes on
 from the cursor. Nothing is lost, and nothing is created twice.
 
-Splitting across invocations: a fan-out works in chunks of ``chunk_size`` selected recipients
-until its budget (the worker invocation's time left minus a margin, at most ``max_run_s``) is
-spent, then raises ``Deferred`` to now: the job goes back to ``scheduled`` without using an
-attempt, its next message starts a fresh invocation, which resumes at the cursor.
+Splitting across invocations: a fan-out works in chunks of at most ``chunk_size`` selected
+recipients until its budget (the worker invocation's time left minus a margin, at most
+``max_run_s``) is spent, then raises ``Deferred`` to now: the job goes back to ``scheduled``
+without using an attempt, its next message starts a fresh invocation, which resumes at the
+cursor. Chunks after the first are sized from the measured time per recipient, so a slow table
+or queue makes chunks smaller instead of running the invocation past its budget.
 
 The summary (counts over the org's jobs in the period's window) is computed once per distinct
 window per run and kept in the journal, so every recipient of one run reads the same numbers,
@@ -76,7 +78,8 @@ PROGRESS_SK = "FANOUT"
 SCHEDULER_PK = "DIGESTS#SCHEDULER"
 RECORD_TTL = timedelta(days=30)
 
-CHUNK_SIZE = 500  # selected recipients per chunk: 50 full SendMessageBatch calls
+CHUNK_SIZE = 500  # selected recipients per chunk at most: 50 full SendMessageBatch calls
+BATCH = 10  # SendMessageBatch's limit: chunks are multiples of it, so every batch is full
 MAX_RUN_S = 15.0  # work per invocation at most (the worker Lambda's timeout is 30 s)
 SAFETY_S = 8.0  # left for the chunk in progress, the journal and the worker's own bookkeeping
 MIN_START_S = 2.0  # less than this left at the start: continue in a fresh invocation
@@ -109,6 +112,7 @@ class Progress:
     written: bool = True  # False: in_flight was journaled before its records were written
     failed: list[str] = field(default_factory=list)  # a tick job's organizations to try again
     enqueued: list[str] = field(default_factory=list)  # a tick job's fan-outs, "{org}/{job_id}"
+    per_target: float | None = None  # measured seconds per selected recipient (sizes chunks)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     periods: list[str] = field(default_factory=list)
     examined: int = 0
@@ -337,23 +341,45 @@ class DigestFanout:
         ours: set[str] = set()
         if progress.in_flight:  # an earlier try wrote these and may not have sent them
             ours = self._resend(job, progress)
+        per_target = progress.per_target  # seconds one selected recipient took, as last measured
+        first = True  # every invocation does at least one batch: progress is guaranteed
         while not progress.done:
-            chunk = self._next_chunk(job.org_id, kind, mode, at, progress.cursor, deadline)
-            self._fan_out(job, kind, at, chunk, progress, ours)
-            if not progress.done and self._monotonic() >= deadline:
+            size = self._next_size(deadline, per_target)
+            if first:
+                size, first = max(size, min(BATCH, self._chunk_size)), False
+            if size == 0:
                 logger.info("digest fan-out continues in a new invocation", extra=progress.tallies())
                 raise Deferred(self._clock(), "digest_fanout_continues", self._decision(progress, "budget spent"))
+            started = self._monotonic()
+            chunk = self._next_chunk(job.org_id, kind, mode, at, progress.cursor, deadline, size)
+            self._fan_out(job, kind, at, chunk, progress, ours)
+            if len(chunk.targets) >= BATCH:
+                measured = (self._monotonic() - started) / len(chunk.targets)
+                per_target = measured if per_target is None else max(measured, (per_target + measured) / 2)
+                progress.per_target = per_target  # saved with the next journal write
         result = {"kind": kind, "mode": mode, "at": iso(at), "periods": sorted(progress.periods), **progress.tallies()}
         logger.info("digest fan-out done", extra=result)
         return result
+
+    def _next_size(self, deadline: float, per_target: float | None) -> int:
+        """How many recipients the next chunk may select: `chunk_size`, or fewer when the time one
+        recipient takes (measured on this invocation's chunks, so slow storage is accounted for)
+        says more would overrun the budget; 0 when not even one batch of ten fits any more."""
+        left = deadline - self._monotonic()
+        if left <= 0:
+            return 0
+        if per_target is None:
+            return self._chunk_size
+        fits = int(left / per_target) // BATCH * BATCH
+        return min(self._chunk_size, fits)
 
     def _decision(self, progress: Progress, why: str) -> dict[str, Any]:
         return {"reason": "digest_fanout_continues", "why": why, "cursor": progress.cursor, **progress.tallies()}
 
     def _next_chunk(
-        self, org_id: str, kind: Kind, mode: str, at: datetime, cursor: str | None, deadline: float
+        self, org_id: str, kind: Kind, mode: str, at: datetime, cursor: str | None, deadline: float, size: int
     ) -> _Chunk:
-        """Up to `chunk_size` selected recipients after `cursor`; stops early at the deadline."""
+        """Up to `size` selected recipients after `cursor`; stops early at the deadline."""
         seen: dict[str, Any] = {"last": cursor, "count": 0, "cut": False}
 
         def scanned() -> Iterator[Recipient]:
@@ -372,7 +398,7 @@ class DigestFanout:
         full = False
         for recipient in selected:
             targets.append(recipient)
-            if len(targets) >= self._chunk_size:
+            if len(targets) >= size:
                 full = True
                 break
         return _Chunk(targets, seen["last"], int(seen["count"]), exhausted=not full and not seen["cut"])

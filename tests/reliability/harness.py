@@ -226,6 +226,26 @@ class Jobs:
             assert not response.get("Failed"), response["Failed"]
         return jobs
 
+    def make_dead(self, job: Job, error: dict[str, Any]) -> None:
+        """Create the job and let it die the way the worker does (`Worker._kill`): its record
+        `dead` first, then its envelope in the queue's DLQ, then its ledger entry."""
+        self.store.create(job)
+        started = self.store.begin_attempt(job.org_id, job.job_id, lease_s=60)
+        assert started is not None
+        assert self.store.kill(started, error) is not None
+        body = self.queue.batch_entry(started, "0")["MessageBody"]
+        attributes = {"job_id": job.job_id, "org_id": job.org_id, "type": job.type, "error_code": error["code"]}
+        message_id = self.queue.dead_letter(job.priority, body, attributes)
+        self.ledger.record(
+            SETTINGS.queue_name(job.priority),
+            org_id=job.org_id,
+            job_id=job.job_id,
+            job_type=job.type,
+            attempts=started.attempts,
+            error=error,
+            message_id=message_id,
+        )
+
     def statuses(self, org_id: str, job_ids: Iterable[str]) -> dict[str, str]:
         return self.store.statuses(org_id, list(job_ids))
 

@@ -82,6 +82,10 @@ class ReliabilityReport:
     def empty(self) -> bool:
         return not self.sections and self.fuzz_cases is None
 
+    def counted(self) -> list[Section]:
+        """Sections with counts (the others only carry notes)."""
+        return [s for s in self.sections.values() if any(getattr(s, name) for name in COUNTS)]
+
     def totals(self) -> dict[str, int]:
         return {name: sum(getattr(s, name) for s in self.sections.values()) for name in COUNTS}
 
@@ -115,7 +119,7 @@ class ReliabilityReport:
         header = f"  {'':<{width}}  " + "  ".join(f"{name.replace('_', ' '):>18}" for name in COUNTS)
         rows = [
             f"  {section.name:<{width}}  " + "  ".join(f"{getattr(section, name):>18}" for name in COUNTS)
-            for section in self.sections.values()
+            for section in self.counted()
         ]
         total = f"  {'total':<{width}}  " + "  ".join(f"{totals[name]:>18}" for name in COUNTS)
         lines = ["", "=" * 30 + " Herald reliability report " + "=" * 30, header, *rows, total]
@@ -136,7 +140,7 @@ class ReliabilityReport:
             "| scenario | " + " | ".join(n.replace("_", " ") for n in COUNTS) + " |",
             "|---|" + "---:|" * len(COUNTS),
         ]
-        for section in self.sections.values():
+        for section in self.counted():
             out.append(f"| {section.name} | " + " | ".join(str(getattr(section, n)) for n in COUNTS) + " |")
         out.append("| **total** | " + " | ".join(f"**{totals[n]}**" for n in COUNTS) + " |")
         out.append("")

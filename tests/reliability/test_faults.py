@@ -62,12 +62,12 @@ CHAOS_AT = 6  # the chaos job's place in its batch: the jobs before it ran in th
 # The flow is spread over FLOW_S seconds (the API's own pace makes the soak's longer), and each
 # fault is injected at these seconds after the start: the receiver's outage first, while the flow
 # runs (a slow answer holds a queue's poller for the read timeout), DynamoDB while it still posts.
-FLOW_S = 40.0
+FLOW_S = 30.0
 TIMEOUTS_AT = [1.0, 61.0, 121.0] if SOAK else [1.0]
-CRASHES_AT = [1.5, 24.0, 80.0, 120.0, 160.0] if SOAK else [1.5, 24.0]
+CRASHES_AT = [1.5, 22.0, 80.0, 120.0, 160.0] if SOAK else [1.5, 22.0]
 FLAKY_AT = [3.0, 64.0, 124.0] if SOAK else [3.0]
-FLAKY_S = 20.0
-DYNAMODB_AT = [26.0, 140.0] if SOAK else [26.0]
+FLAKY_S = 18.0
+DYNAMODB_AT = [18.0, 140.0] if SOAK else [18.0]
 DYNAMODB_COHORT = 20  # jobs sent as DynamoDB goes away, so workers are busy with them
 TRIGGER_WAIT_S = 60.0  # the trigger job's delivery must stop DynamoDB by then (else it is stopped anyway)
 # The run must be over by then: the last fault, the visibility timeout (180 s), lease, retries.

@@ -248,9 +248,11 @@ class MemRecipients:
 class MemJobStore:
     """The JobStore methods the fan-out uses, over a dict, with the conditional-create rule."""
 
-    def __init__(self, clock: ModelledTime | None = None) -> None:
+    def __init__(self, clock: ModelledTime | None = None, put_s: float = PUT_ITEM_S, parallel: bool = True) -> None:
         self.jobs: dict[tuple[str, str], Job] = {}
         self._clock = clock
+        self._put_s = put_s
+        self._parallel = parallel  # False: a store that serializes writes (DynamoDB Local on disk)
         self.put_calls = 0
 
     def _cost(self, seconds: float) -> None:
@@ -263,7 +265,7 @@ class MemJobStore:
 
     def create_many(self, jobs: list[Job], max_workers: int = 16) -> list[Job]:
         self.put_calls += len(jobs)
-        self._cost(math.ceil(len(jobs) / max(max_workers, 1)) * PUT_ITEM_S)
+        self._cost(math.ceil(len(jobs) / (max(max_workers, 1) if self._parallel else 1)) * self._put_s)
         created = []
         for job in jobs:
             if (job.org_id, job.job_id) not in self.jobs:

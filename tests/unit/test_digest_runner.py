@@ -413,11 +413,15 @@ def test_an_invocation_that_dies_while_writing_the_records_finishes_them_on_its_
 
 
 def mem_fanout(
-    recipients_by_org: dict[str, list[Recipient]], hook: SqsHook, clock: ModelledTime | None = None, **kw: Any
+    recipients_by_org: dict[str, list[Recipient]],
+    hook: SqsHook,
+    clock: ModelledTime | None = None,
+    store: MemJobStore | None = None,
+    **kw: Any,
 ) -> tuple[DigestFanout, MemJobStore, MemProgress, JobQueue]:
     settings = Settings.from_env({"HERALD_STAGE": "local"})
     queue = JobQueue(answering_sqs_client(hook), settings)
-    store = MemJobStore(clock)
+    store = store or MemJobStore(clock)
     progress = MemProgress(clock)
     fanout = DigestFanout(
         store,  # type: ignore[arg-type]
@@ -514,18 +518,30 @@ def test_the_worker_tells_handlers_how_long_the_invocation_has_left(env):
 # --- 10,000 recipients ------------------------------------------------------------------------
 
 
-def test_ten_thousand_recipients_take_1000_send_calls_and_each_invocation_stays_well_inside_the_timeout():
-    """GIVEN 10,000 synthetic recipients and AWS-like latencies per call (modelled: PutItem 10 ms
-    over 16 threads, BatchGetItem 20 ms, Query page 40 ms, SendMessageBatch 25 ms),
-    WHEN the fan-out runs invocation after invocation,
-    THEN SQS is called 1,000 times (counted by a botocore hook on the client), every recipient
-    has exactly one job, and every invocation ends well inside the worker Lambda's timeout."""
+@pytest.mark.parametrize(
+    ("profile", "put_s", "parallel", "send_s"),
+    [
+        # AWS in-region: PutItem 10 ms over 16 threads, SendMessageBatch 25 ms
+        ("aws", 0.010, True, 0.025),
+        # what the emulators showed on a loaded machine: writes serialized at 15 ms, 60 ms a batch
+        ("slow storage", 0.015, False, 0.060),
+    ],
+)
+def test_ten_thousand_recipients_take_1000_send_calls_and_each_invocation_stays_well_inside_the_timeout(
+    profile, put_s, parallel, send_s
+):
+    """GIVEN 10,000 synthetic recipients and a latency per call (modelled; also BatchGetItem 20 ms,
+    Query page 40 ms, a journal write = one PutItem), WHEN the fan-out runs invocation after
+    invocation, THEN SQS is called 1,000 times (counted by a botocore hook on the client), every
+    recipient has exactly one job, and every invocation ends well inside the worker Lambda's
+    timeout: slow storage makes more, smaller chunks, not longer invocations."""
     timeout_s = json.loads((ROOT / ".chalice" / "config.json").read_text())["lambda_timeout"]
     people = [person(f"user-{i:05d}", tz=("America/Chicago", "Asia/Kolkata")[i % 2]) for i in range(10_000)]
     clock = ModelledTime()
     hook = SqsHook()
-    fanout, store, progress, _ = mem_fanout({"org-a": people}, hook, clock)
-    hook.on_batch = lambda: clock.advance(0.025)
+    store = MemJobStore(clock, put_s=put_s, parallel=parallel)
+    fanout, store, progress, _ = mem_fanout({"org-a": people}, hook, clock, store=store)
+    hook.on_batch = lambda: clock.advance(send_s)
     job = fanout_job()
 
     invocations: list[tuple[float, float]] = []  # (modelled + real seconds, real seconds)
@@ -537,7 +553,7 @@ def test_ten_thousand_recipients_take_1000_send_calls_and_each_invocation_stays_
         except Deferred:
             pass
         invocations.append((clock() - started, time.perf_counter() - real))
-        assert len(invocations) < 20
+        assert len(invocations) < 40
 
     assert hook.calls["SendMessageBatch"] == 1_000 and hook.calls["SendMessage"] == 0
     assert result["sqs_send_calls"] == 1_000 and result["messages_sent"] == 10_000
@@ -545,13 +561,12 @@ def test_ten_thousand_recipients_take_1000_send_calls_and_each_invocation_stays_
     assert len({json.loads(e["MessageBody"])["job_id"] for e in hook.entries}) == 10_000
     longest = max(seconds for seconds, _ in invocations)
     print(
-        f"\n10,000 recipients: {len(invocations)} invocations, longest {longest:.1f} s modelled "
-        f"(budget {MAX_RUN_S:.0f} s, timeout {timeout_s} s), real CPU per invocation "
+        f"\n10,000 recipients ({profile}): {len(invocations)} invocations, longest {longest:.1f} s "
+        f"(budget {MAX_RUN_S:.0f} s, timeout {timeout_s} s), real CPU per invocation at most "
         f"{max(real for _, real in invocations):.2f} s, {progress.saves} journal writes"
     )
     assert longest < 0.75 * timeout_s
     assert all(real < 10 for _, real in invocations)  # our own work is not what takes the time
-    assert len(invocations) <= 4
 
 
 # --- the scheduler --------------------------------------------------------------------------
