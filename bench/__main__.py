@@ -89,6 +89,7 @@ def run_all(chosen: list[str], runners: dict[str, Callable[[cloud.Stack], list[F
     started = time.monotonic()
     try:
         stack = cloud.ensure_stack()
+        cloud.sweep()
         cloud.bench_tokens(stack)
     except BenchFailure as failure:
         print(f"\nBENCHMARKS NOT RUN: {failure}", file=sys.stderr)

@@ -20,6 +20,8 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench.harness import ROOT, BenchFailure, check, say
@@ -118,12 +120,49 @@ def cloud_up() -> bool:
     return True
 
 
+def localstack_headroom() -> tuple[int, int] | None:
+    """(memory mappings of the LocalStack process, the kernel's limit), when it can be read.
+
+    LocalStack 2026.3 on Python 3.13 keeps every thread it starts in a list (`TMP_THREADS`, for
+    its shutdown hook), and starts one per Lambda invocation (CloudWatch metrics): a finished
+    thread still referenced keeps its 8 MB stack mapped (two mappings). At vm.max_map_count
+    (65,530 by default), after about 32,000 invocations, no thread can start: every invocation,
+    deploy and configuration update fails with "can't start new thread".
+    """
+    try:
+        pid = int((ROOT / ".herald" / "run" / "localstack.pid").read_text())
+        with open(f"/proc/{pid}/maps", "rb") as maps:
+            used = sum(1 for _ in maps)
+        limit = int(Path("/proc/sys/vm/max_map_count").read_text())
+    except (OSError, ValueError):
+        return None
+    return used, limit
+
+
+def check_localstack_headroom() -> None:
+    headroom = localstack_headroom()
+    if headroom is None:
+        return
+    used, limit = headroom
+    if used >= limit - 200:
+        raise BenchFailure(
+            f"LocalStack has used up its memory mappings ({used:,} of vm.max_map_count {limit:,}): it cannot start "
+            "threads any more, so Lambda invocations fail. Restart the local cloud (`make down && make up`)."
+        )
+    if used > limit * 0.8:
+        say(
+            f"warning: LocalStack holds {used:,} of {limit:,} memory mappings; about {(limit - used) // 2:,} more "
+            "Lambda invocations before it fails (restart it with `make down && make up`)"
+        )
+
+
 def ensure_stack() -> Stack:
     """Start the local cloud if it is down (never stop it), deploy if the code changed, read stack.json."""
     # Give a cloud that is restarting a part (a fault-injection test does) a moment first.
     if not cloud_up() and not any(time.sleep(3) or cloud_up() for _ in range(10)):
         say("the local cloud is not up: starting it (python3 localstack/cloud.py up)")
         _run(["python3", str(ROOT / "localstack" / "cloud.py"), "up"], "starting the local cloud")
+    check_localstack_headroom()
     started = time.monotonic()
     # A no-op in seconds when nothing changed since the last deploy (as the test suites do). A
     # deploy racing another one (a test session deploying the same stack) fails: try again once.
@@ -203,6 +242,42 @@ def herald_services(counter: Any = None, redirect: dict[str, str] | None = None,
 
 
 # --- scratch resources -------------------------------------------------------------------------
+
+STALE_S = 3600  # scratch resources of an earlier run older than this are leftovers of a crash
+
+
+def sweep() -> None:
+    """Delete scratch resources an earlier run could not (it was killed, or the cloud restarted)."""
+    now = time.time()
+    removed: list[str] = []
+    try:
+        ddb = client("dynamodb")
+        for name in ddb.list_tables().get("TableNames", []):
+            if name.startswith("hbench-") and not name.startswith(f"hbench-{RUN_ID}"):
+                created = ddb.describe_table(TableName=name)["Table"]["CreationDateTime"].timestamp()
+                if now - created > STALE_S:
+                    ddb.delete_table(TableName=name)
+                    removed.append(name)
+        sqs = client("sqs")
+        for url in sqs.list_queues(QueueNamePrefix="hbench-").get("QueueUrls", []):
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["CreatedTimestamp"])["Attributes"]
+            if f"hbench-{RUN_ID}" not in url and now - int(attrs["CreatedTimestamp"]) > STALE_S:
+                sqs.delete_queue(QueueUrl=url)
+                removed.append(url.rsplit("/", 1)[-1])
+        lam = client("lambda")
+        for function in lam.list_functions().get("Functions", []):
+            name = function["FunctionName"]
+            modified = datetime.strptime(function["LastModified"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+            stale = now - modified.timestamp() > STALE_S
+            if name.startswith("hbench-") and not name.startswith(f"hbench-{RUN_ID}") and stale:
+                for mapping in lam.list_event_source_mappings(FunctionName=name).get("EventSourceMappings", []):
+                    lam.delete_event_source_mapping(UUID=mapping["UUID"])
+                lam.delete_function(FunctionName=name)
+                removed.append(name)
+    except Exception as err:  # best effort: never keep the benchmarks from running
+        say(f"warning: could not sweep old scratch resources: {err}")
+    if removed:
+        say(f"removed scratch resources left by an earlier run: {', '.join(removed)}")
 
 
 @contextmanager
@@ -372,24 +447,3 @@ def scratch_table(tag: str) -> Iterator[str]:
             ddb.delete_table(TableName=name)
         except Exception as err:
             say(f"warning: could not delete scratch table {name}: {err}")
-
-
-def delete_items(table: str, keys: list[dict[str, Any]]) -> None:
-    """Best-effort cleanup of records a benchmark wrote to Herald's table (25 per call)."""
-    ddb = client("dynamodb")
-    for start in range(0, len(keys), 25):
-        request: dict[str, Any] = {table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]}
-        for _ in range(8):
-            request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-            if not request:
-                break
-            time.sleep(0.1)
-
-
-def job_keys(org_id: str, job_ids: list[str], channels: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    keys = []
-    for job_id in job_ids:
-        pk = {"S": f"JOB#{org_id}#{job_id}"}
-        keys.append({"pk": pk, "sk": {"S": "JOB"}})
-        keys += [{"pk": pk, "sk": {"S": f"DELIVERY#{channel}:1"}} for channel in channels]
-    return keys

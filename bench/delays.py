@@ -36,10 +36,8 @@ from bench.cloud import (
     RUN_ID,
     Stack,
     client,
-    delete_items,
     event_source,
     herald_services,
-    job_keys,
     noop_function,
     scratch_queue,
 )
@@ -61,8 +59,17 @@ def _update_env(function: str, change: Any) -> None:
         return
     lam.update_function_configuration(FunctionName=function, Environment={"Variables": updated})
     deadline = time.monotonic() + 120
-    while lam.get_function_configuration(FunctionName=function).get("LastUpdateStatus") not in ("Successful", None):
-        check(time.monotonic() < deadline, f"delays: {function}'s configuration update did not finish")
+    while True:
+        config = lam.get_function_configuration(FunctionName=function)
+        status = config.get("LastUpdateStatus")
+        if status in ("Successful", None):
+            return
+        check(
+            status != "Failed",
+            f"delays: updating {function}'s configuration failed: {config.get('LastUpdateStatusReason')} "
+            f"({config.get('StateReason')}); is the local cloud healthy?",
+        )
+        check(time.monotonic() < deadline, f"delays: {function}'s configuration update did not finish in 120 s")
         time.sleep(0.5)
 
 
@@ -89,8 +96,8 @@ def short_hops(function: str) -> Iterator[None]:
         variables[MARKER] = RUN_ID
         return variables
 
-    _update_env(function, hold)
     try:
+        _update_env(function, hold)  # inside: a half-done update is undone too
         yield
     finally:
         try:
@@ -191,7 +198,6 @@ def run(stack: Stack, quick: bool) -> list[Figure]:
             records = job_records.records(stack.org_id, all_ids)
     finally:
         receiver.stop()
-        delete_items("herald-local", job_keys(stack.org_id, [j for ids in by_class.values() for j in ids]))
 
     figures: list[Figure] = []
     for name, ids in by_class.items():

@@ -19,7 +19,7 @@ import uuid
 from urllib.parse import urlsplit
 
 from bench import jobs as job_records
-from bench.cloud import Stack, delete_items, job_keys
+from bench.cloud import Stack
 from bench.harness import BenchFailure, Figure, check, percentile, say
 
 WARMUP = 20
@@ -107,25 +107,22 @@ def run(stack: Stack, requests: int) -> list[Figure]:
         f"ping p50 {p['ping'][0]:.1f} ms p99 {p['ping'][1]:.1f} ms"
     )
 
-    # Let the SMS jobs finish (checked: each must complete), then remove their records.
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            states = job_records.statuses(stack.org_id, job_ids)
-            if all(states.get(j) in ("completed", "dead", "cancelled") for j in job_ids):
-                break
-            if time.monotonic() > deadline:
-                raise BenchFailure(
-                    "latency: the notify jobs did not all finish within 180 s: " + job_records.summary(states, job_ids)
-                )
-            time.sleep(2)
-        not_completed = [j for j in job_ids if states.get(j) != "completed"]
-        check(
-            not not_completed,
-            f"latency: {len(not_completed)} notify jobs did not complete: " + job_records.summary(states, job_ids),
-        )
-    finally:
-        delete_items("herald-local", job_keys(stack.org_id, job_ids, channels=("sms",)))
+    # Let the SMS jobs finish (checked: each must complete).
+    deadline = time.monotonic() + 180
+    while True:
+        states = job_records.statuses(stack.org_id, job_ids)
+        if all(states.get(j) in ("completed", "dead", "cancelled") for j in job_ids):
+            break
+        if time.monotonic() > deadline:
+            raise BenchFailure(
+                "latency: the notify jobs did not all finish within 180 s: " + job_records.summary(states, job_ids)
+            )
+        time.sleep(2)
+    not_completed = [j for j in job_ids if states.get(j) != "completed"]
+    check(
+        not not_completed,
+        f"latency: {len(not_completed)} notify jobs did not complete: " + job_records.summary(states, job_ids),
+    )
     note = f"{requests} requests each, alternating over one keep-alive connection, warm"
     return [
         Figure("API latency p50: notify vs ping", p["notify"][0], "ms", p["ping"][0], goal="ratio <= 1.3", note=note),

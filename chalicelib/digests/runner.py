@@ -273,9 +273,10 @@ class DigestFanout:
             org for org in sorted(self._org_ids()) if progress.cursor is None or org > progress.cursor
         ]
         progress.failed = []
-        for org_id in todo:
-            if self._monotonic() >= deadline:
-                raise Deferred(self._clock(), "digest_schedule_continues", self._decision(progress, "budget spent"))
+        for n, org_id in enumerate(todo):
+            if n and self._monotonic() >= deadline:  # at least one organization per invocation
+                reason = "digest_schedule_continues"
+                raise Deferred(self._clock(), reason, self._decision(progress, "budget spent", reason))
             try:
                 for kind in due_kinds(self._recipients, org_id, tick):
                     fanout, created = self._jobs.enqueue(
@@ -373,8 +374,9 @@ class DigestFanout:
         fits = int(left / per_target) // BATCH * BATCH
         return min(self._chunk_size, fits)
 
-    def _decision(self, progress: Progress, why: str) -> dict[str, Any]:
-        return {"reason": "digest_fanout_continues", "why": why, "cursor": progress.cursor, **progress.tallies()}
+    def _decision(self, progress: Progress, why: str, reason: str = "digest_fanout_continues") -> dict[str, Any]:
+        """What a job waiting between invocations shows as `result.deferred`: how far it got."""
+        return {"reason": reason, "why": why, "cursor": progress.cursor, **progress.tallies()}
 
     def _next_chunk(
         self, org_id: str, kind: Kind, mode: str, at: datetime, cursor: str | None, deadline: float, size: int

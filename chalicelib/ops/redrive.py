@@ -31,8 +31,10 @@ message is harmless, because `begin_attempt` is conditional, and a lost one woul
 
 Where it runs: the API creates the record, takes the lock and invokes the `redrive_worker` Lambda
 asynchronously. Each invocation works until its budget is spent, saves its progress and invokes
-itself again; a run lease on the record keeps two invocations from working on one redrive, and
-GET .../redrive/{id} restarts a redrive whose heartbeat stopped (an invocation that died).
+itself again. A run lease on the record (60 s, renewed by a heartbeat every 5 s) keeps two
+invocations off one redrive; one that stalls past its lease loses it and stops. GET
+.../redrive/{id} restarts a redrive whose heartbeat stopped and whose lease ran out (an
+invocation killed by a deploy or a crash), as Lambda's own async retries also do.
 """
 
 from __future__ import annotations
@@ -398,8 +400,9 @@ class RedriveService:
         for task in tasks:
             if record.task_handle and task.get("TaskHandle") == record.task_handle:
                 return task
-        # SQS shows the handle of running tasks only; a finished one is the newest since ours began.
-        since = (record.move_started_ms or 0) - 60_000
+        # SQS shows the handle of running tasks only; a finished one is the newest since ours began
+        # (less a little clock skew; the queue's lock kept other redrives from starting one since).
+        since = (record.move_started_ms or 0) - 5_000
         return next((task for task in tasks if int(task.get("StartedTimestamp", 0)) >= since), None)
 
     def _follow_task(self, ref: QueueRef, record: Redrive, deadline: float) -> bool:

@@ -5,13 +5,16 @@
   add its numbers with `reliability_report.record_fuzz(cases, server_errors)`.
 * `jobs` (session): Herald's job core driven from the test process (tests/reliability/harness.py).
 * `tenants` (session): `tenants("prefix")` seeds a throwaway organization; removed at the end.
-* Running order: tests marked `after_faults` run last, so the recovery of the fault run
-  (~3 minutes: the visibility timeout) overlaps the other tests instead of adding to the total.
+* Running order: tests marked `kickoff` run first among the reliability tests and start the long
+  scenarios (the fault run, the redrive at scale); tests marked `verdict` run at the very end and
+  judge them. The recoveries (~3 minutes: the visibility timeout) and the redrive then overlap the
+  other tests (the API fuzzing above all) instead of adding to the total.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,20 +23,28 @@ from tests.reliability.harness import Jobs, Tenant, remove_tenant, seed_tenant
 from tests.reliability.report import ReliabilityReport
 from tests.support.cloud import LocalCloud
 
+HERE = Path(__file__).resolve().parent
 REPORT = pytest.StashKey[ReliabilityReport]()
 _CURRENT: list[ReliabilityReport] = []  # the session's report, for hooks that get no config
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "after_faults: runs at the end of the session (fault-run verdicts)")
+    config.addinivalue_line("markers", "kickoff: starts a long scenario; runs before the other reliability tests")
+    config.addinivalue_line("markers", "verdict: judges a long scenario; runs at the end of the session")
     config.stash[REPORT] = ReliabilityReport()
     _CURRENT.append(config.stash[REPORT])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    last = [item for item in items if item.get_closest_marker("after_faults")]
-    if last:
-        items[:] = [item for item in items if not item.get_closest_marker("after_faults")] + last
+    """Kick-offs first among the reliability tests (after any other suite's tests), verdicts last."""
+    kickoffs = [item for item in items if item.get_closest_marker("kickoff")]
+    verdicts = [item for item in items if item.get_closest_marker("verdict")]
+    if not kickoffs and not verdicts:
+        return
+    moved = {id(item) for item in kickoffs + verdicts}
+    rest = [item for item in items if id(item) not in moved]
+    first = next((i for i, item in enumerate(rest) if HERE in Path(str(item.path)).parents), len(rest))
+    items[:] = rest[:first] + kickoffs + rest[first:] + verdicts
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

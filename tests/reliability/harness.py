@@ -128,18 +128,23 @@ class Flaky:
     afterwards all is 200. (A slow answer holds its queue's poller for the read timeout, so there
     are few of them.)"""
 
-    def __init__(self, seconds: float, p500: float = 0.5, slow: int = 1, slow_s: float = 11.0) -> None:
+    def __init__(self, seconds: float, p500: float = 0.5, slow: int = 0, slow_s: float = 11.0) -> None:
         self.seconds, self.p500, self.slow, self.slow_s = seconds, p500, slow, slow_s
         self.until = 0.0
         self._slow_left = 0
         self._rng = random.Random(9)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # also guards `served`
         self.served = Counter[str]()
 
     def start(self) -> None:
         with self._lock:
             self._slow_left = self.slow
         self.until = time.monotonic() + self.seconds
+
+    def note(self, kind: str) -> None:
+        """Count an answer another policy gave during the outage (e.g. a slow one)."""
+        with self._lock:
+            self.served[kind] += 1
 
     @property
     def active(self) -> bool:

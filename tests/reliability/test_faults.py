@@ -7,14 +7,15 @@ while these faults are injected:
       chalicelib/handlers/chaos.py) that sleeps past the function timeout, sent in ONE
       SendMessageBatch among webhook jobs on the `low` queue (its own queue: the sleep holds the
       queue's poller for the 30 s timeout, and the flaky receiver must meet the flow meanwhile);
-  (b) the receiver gives a slow answer (a timeout to the sender), then 500s to half of the
-      requests for a while, then 200s;
+  (b) the receiver answers 500 to half of the requests for a while, then 200s; and the first
+      delivery of a few jobs (on `critical`: a slow answer holds its queue's poller for the
+      worker's read timeout) is answered too late: a timeout to the sender;
   (c) DynamoDB Local is stopped and started again (data kept), while the flow is still posting,
       and at the worst moment for one job: the receiver stops it after the job's webhook arrived
       and before answering 200, so the worker cannot record the effect it just had;
   (d) a worker exits with sys.exit mid-batch (`chaos` exit among webhook jobs on `high`).
 A job whose worker died comes back after the queue's visibility timeout (180 s locally) and its
-lease; so the kick-off test only injects (about 40 s), and the verdicts (marked `after_faults`)
+lease; so the kick-off test only injects (about 40 s), and the verdicts (marked `verdict`)
 run at the end of the session, by when the recovery has overlapped the other reliability tests.
 
 Verdicts: every job is completed, or dead with a reason; none missing; every completed webhook
@@ -60,14 +61,17 @@ FLOW_JOBS = size(200, 2_000)
 BATCH = 10  # the workers' SQS batch size
 CHAOS_AT = 6  # the chaos job's place in its batch: the jobs before it ran in the same invocation
 # The flow is spread over FLOW_S seconds (the API's own pace makes the soak's longer), and each
-# fault is injected at these seconds after the start: the receiver's outage first, while the flow
-# runs (a slow answer holds a queue's poller for the read timeout), DynamoDB while it still posts.
+# fault is injected at these seconds after the start: the receiver's outage while the flow runs,
+# then the crashes on the same queue (a crash costs its poller a cold start), then DynamoDB while
+# the flow still posts (a worker that cannot read the table fails its whole batch, which comes
+# back only after the visibility timeout: the crashes must have happened before).
 FLOW_S = 30.0
 TIMEOUTS_AT = [1.0, 61.0, 121.0] if SOAK else [1.0]
-CRASHES_AT = [1.5, 22.0, 80.0, 120.0, 160.0] if SOAK else [1.5, 22.0]
-FLAKY_AT = [3.0, 64.0, 124.0] if SOAK else [3.0]
-FLAKY_S = 18.0
-DYNAMODB_AT = [18.0, 140.0] if SOAK else [18.0]
+FLAKY_AT = [1.5, 64.0, 124.0] if SOAK else [1.5]
+FLAKY_S = 14.0
+SLOW_JOBS = 2  # per outage of the receiver
+CRASHES_AT = [16.0, 19.0, 80.0, 120.0, 160.0] if SOAK else [16.0, 19.0]
+DYNAMODB_AT = [24.0, 140.0] if SOAK else [24.0]
 DYNAMODB_COHORT = 20  # jobs sent as DynamoDB goes away, so workers are busy with them
 TRIGGER_WAIT_S = 60.0  # the trigger job's delivery must stop DynamoDB by then (else it is stopped anyway)
 # The run must be over by then: the last fault, the visibility timeout (180 s), lease, retries.
@@ -87,6 +91,8 @@ class FaultRun:
     cohorts: dict[str, list[str]] = field(default_factory=lambda: {"timeout": [], "crash": [], "dynamodb": []})
     chaos: dict[str, list[str]] = field(default_factory=lambda: {"sleep": [], "exit": []})
     outages: list[Outage] = field(default_factory=list)
+    slow_ids: list[str] = field(default_factory=list)  # their first delivery times out
+    slow_pending: set[str] = field(default_factory=set)
     triggers: dict[str, DynamoRestart] = field(default_factory=dict)  # job id -> its restart
     fired: list[str] = field(default_factory=list)  # triggers whose delivery stopped DynamoDB
     api: Attempts = field(default_factory=Attempts)
@@ -101,7 +107,7 @@ class FaultRun:
 
     @property
     def webhook_ids(self) -> list[str]:
-        return self.flow_ids + [job_id for ids in self.cohorts.values() for job_id in ids]
+        return self.flow_ids + self.slow_ids + [job_id for ids in self.cohorts.values() for job_id in ids]
 
     @property
     def all_ids(self) -> list[str]:
@@ -126,6 +132,10 @@ class FaultRun:
 
     def receiver_outage(self) -> None:
         self.flaky.start()
+        slow = [self.webhook("critical", "slow", len(self.slow_ids) + i) for i in range(SLOW_JOBS)]
+        self.slow_pending.update(job.job_id for job in slow)
+        self.slow_ids += [job.job_id for job in slow]
+        self.jobs.send_batch("critical", slow)
         self.faults["webhook target 500s/timeouts"] += 1
 
     def policy(self, webhook_id: str) -> Reply:
@@ -136,6 +146,10 @@ class FaultRun:
             self.fired.append(webhook_id)
             restart.stop_then_restart()
             return OK
+        if webhook_id in self.slow_pending:
+            self.slow_pending.discard(webhook_id)
+            self.flaky.note("slow")
+            return Reply(503, {"Content-Type": "text/plain"}, b"too slow", delay=self.flaky.slow_s)
         return self.flaky(webhook_id)
 
     def dynamodb_restart(self) -> None:
@@ -250,6 +264,7 @@ def fault_run(tenants: Callable[[str], Tenant], jobs: Jobs) -> Iterator[FaultRun
 # --- kick-off (runs first) -------------------------------------------------------------------
 
 
+@pytest.mark.kickoff
 def test_faults_are_injected_while_jobs_flow(fault_run: FaultRun) -> None:
     run = fault_run
     assert len(run.flow_ids) == FLOW_JOBS
@@ -263,7 +278,7 @@ def test_faults_are_injected_while_jobs_flow(fault_run: FaultRun) -> None:
 # --- verdicts (run last: by then the recovery has happened) ----------------------------------
 
 
-@pytest.mark.after_faults
+@pytest.mark.verdict
 def test_after_the_faults_every_job_is_completed_or_dead_with_a_reason_and_none_is_lost(
     fault_run: FaultRun, reliability_report: ReliabilityReport
 ) -> None:
@@ -292,12 +307,12 @@ def test_after_the_faults_every_job_is_completed_or_dead_with_a_reason_and_none_
     assert not verdict["dead_without_reason"], verdict["dead_without_reason"]
 
 
-@pytest.mark.after_faults
+@pytest.mark.verdict
 def test_after_the_faults_no_webhook_was_delivered_twice(fault_run: FaultRun) -> None:
     assert_effectively_once(fault_run.verdict(fault_run.webhook_ids), "all webhook jobs")
 
 
-@pytest.mark.after_faults
+@pytest.mark.verdict
 def test_a_worker_timing_out_mid_batch_loses_nothing_and_repeats_no_effect(
     fault_run: FaultRun, reliability_report: ReliabilityReport
 ) -> None:
@@ -312,7 +327,7 @@ def test_a_worker_timing_out_mid_batch_loses_nothing_and_repeats_no_effect(
     assert_effectively_once(verdict, "the timed-out batches")
 
 
-@pytest.mark.after_faults
+@pytest.mark.verdict
 def test_a_failing_then_recovering_webhook_target_gets_each_effect_once(
     fault_run: FaultRun, reliability_report: ReliabilityReport
 ) -> None:
@@ -329,7 +344,7 @@ def test_a_failing_then_recovering_webhook_target_gets_each_effect_once(
         assert code in ("http_500", "http_503", "timeout"), code
 
 
-@pytest.mark.after_faults
+@pytest.mark.verdict
 def test_a_dynamodb_restart_loses_nothing_and_repeats_no_effect(
     fault_run: FaultRun, reliability_report: ReliabilityReport
 ) -> None:
@@ -355,7 +370,7 @@ def test_a_dynamodb_restart_loses_nothing_and_repeats_no_effect(
     assert len(set(run.flow_ids)) == len(run.flow_keys)
 
 
-@pytest.mark.after_faults
+@pytest.mark.verdict
 def test_a_worker_crashing_with_sys_exit_mid_batch_loses_nothing_and_repeats_no_effect(
     fault_run: FaultRun, reliability_report: ReliabilityReport
 ) -> None:

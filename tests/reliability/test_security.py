@@ -21,7 +21,6 @@ import pytest
 
 from chalicelib.api.ratelimit import WINDOW_S, rate_key
 from chalicelib.auth import new_token
-from chalicelib.config import LOCAL_API_RATE_PER_MINUTE
 from chalicelib.ddb import to_item
 from chalicelib.services import Services
 from tests.contract.webhook_receiver import Reply
@@ -34,6 +33,7 @@ from tests.support.moto_stack import moto_services
 pytestmark = pytest.mark.reliability
 
 TOKEN_SHAPE = re.compile(rb"hrld_[A-Za-z0-9_-]{43}")
+MAX_RATE = 1_000_000  # the highest limit the settings accept: a count there is over any limit
 LOGS = ROOT / ".herald" / "logs"
 
 
@@ -299,8 +299,8 @@ def test_an_organization_over_its_rate_limit_gets_429_with_retry_after_and_other
     tenants: Callable[[str], Tenant], local_cloud: LocalCloud, reliability_report: ReliabilityReport
 ) -> None:
     """The deployed limit is far above any test's load; the count of this test's organization is
-    set to the limit directly (the very item the API's UpdateItem counts on), for this window and
-    the next, so its next request is over the limit whatever the limit is."""
+    set to the highest limit there can be, directly in the very item the API's UpdateItem counts
+    on (this window's and the next), so its next request is over the limit whatever it is."""
     noisy, quiet = tenants("rel-noisy"), tenants("rel-quiet")
     ddb = local_cloud.client("dynamodb")
     now = time.time()
@@ -308,7 +308,7 @@ def test_an_organization_over_its_rate_limit_gets_429_with_retry_after_and_other
     for window in windows:
         ddb.put_item(
             TableName=TABLE,
-            Item={**rate_key(noisy.org_id, window), **to_item({"n": LOCAL_API_RATE_PER_MINUTE, "expires_at": 0})},
+            Item={**rate_key(noisy.org_id, window), **to_item({"n": MAX_RATE, "expires_at": 0})},
         )
     try:
         refused = noisy.member.get("/v1/jobs")

@@ -157,6 +157,7 @@ def test_waiting_fails_loudly_at_the_deadline() -> None:
 def offline_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """run_all without a cloud: the stack and token steps are replaced, results go to tmp_path."""
     monkeypatch.setattr(cloud, "ensure_stack", lambda: cloud.Stack(api_url="http://api", functions={}))
+    monkeypatch.setattr(cloud, "sweep", lambda: None)
     monkeypatch.setattr(cloud, "bench_tokens", lambda stack: stack)
     monkeypatch.setattr(cloud, "drop_token", lambda token: None)
     results = tmp_path / "latest.json"
