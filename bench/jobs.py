@@ -18,6 +18,20 @@ def _parse(value: str | None) -> float | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+def _patiently(call: Any, for_s: float = 90.0) -> Any:
+    """The benchmark's own reads wait out a DynamoDB Local restart (fault-injection tests do them)."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    deadline = time.monotonic() + for_s
+    while True:
+        try:
+            return call()
+        except BotoConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def records(org_id: str, job_ids: list[str], table: str = TABLE) -> dict[str, dict[str, Any]]:
     """{job_id: {status, attempts, run_at, started_at, finished_at (epoch seconds)}} of those found."""
     ddb = client("dynamodb")
@@ -33,7 +47,7 @@ def records(org_id: str, job_ids: list[str], table: str = TABLE) -> dict[str, di
             }
         }
         for attempt in range(10):
-            response = ddb.batch_get_item(RequestItems=request)
+            response = _patiently(lambda request=request: ddb.batch_get_item(RequestItems=request))
             for item in response.get("Responses", {}).get(table, []):
                 found[item["job_id"]["S"]] = {
                     "status": item["status"]["S"],

@@ -136,10 +136,16 @@ class Flaky:
         self._lock = threading.Lock()  # also guards `served`
         self.served = Counter[str]()
 
-    def start(self) -> None:
+    def start(self) -> float:
+        """Start the outage (for `seconds`, or until `stop()`); returns when it started."""
         with self._lock:
             self._slow_left = self.slow
-        self.until = time.monotonic() + self.seconds
+        now = time.monotonic()
+        self.until = now + self.seconds
+        return now
+
+    def stop(self) -> None:
+        self.until = 0.0
 
     def note(self, kind: str) -> None:
         """Count an answer another policy gave during the outage (e.g. a slow one)."""
@@ -400,7 +406,8 @@ class DynamoRestart:
 
     def __init__(self) -> None:
         self.outage = Outage()
-        self.done = threading.Event()
+        self.down = threading.Event()  # set once it is stopped
+        self.done = threading.Event()  # set when it is back (or failed to come back)
         self.error: BaseException | None = None
 
     def stop(self) -> None:
@@ -417,6 +424,7 @@ class DynamoRestart:
             if not _group_alive(self.outage.pid_before):
                 break
         self.outage.seen_down = not dynamodb_up()
+        self.down.set()
 
     def start(self) -> None:
         try:

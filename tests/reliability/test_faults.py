@@ -60,22 +60,20 @@ pytestmark = pytest.mark.reliability
 FLOW_JOBS = size(200, 2_000)
 BATCH = 10  # the workers' SQS batch size
 CHAOS_AT = 6  # the chaos job's place in its batch: the jobs before it ran in the same invocation
-# The flow is spread over FLOW_S seconds (the API's own pace makes the soak's longer), and each
-# fault is injected at these seconds after the start: the receiver's outage while the flow runs,
-# then the crashes on the same queue (a crash costs its poller a cold start), then DynamoDB while
-# the flow still posts (a worker that cannot read the table fails its whole batch, which comes
-# back only after the visibility timeout: the crashes must have happened before).
-FLOW_S = 30.0
-TIMEOUTS_AT = [1.0, 61.0, 121.0] if SOAK else [1.0]
-FLAKY_AT = [1.5, 64.0, 124.0] if SOAK else [1.5]
-FLAKY_S = 14.0
-SLOW_JOBS = 2  # per outage of the receiver
-CRASHES_AT = [16.0, 19.0, 80.0, 120.0, 160.0] if SOAK else [16.0, 19.0]
-DYNAMODB_AT = [24.0, 140.0] if SOAK else [24.0]
+# Faults come in cycles (1; 3 with HERALD_SOAK=1), each driven by what the stack has done, not by
+# the clock (this machine's pace varies a lot): a timed-out batch and slow-answered jobs; once
+# deliveries flow, the receiver's outage; then two crashed batches; once every chaos job has had
+# its first attempt, DynamoDB goes away (a worker that cannot read the table fails its whole
+# batch, which comes back only after the visibility timeout: the crashes must come first).
+CYCLES = size(1, 3)
+FLOW_S = 30.0  # the API flow is spread over this (the API's own pace makes the soak's longer)
+OUTAGE_POSTS = 20  # per cycle, of FLOW_JOBS: posted as DynamoDB goes away (503s, then accepted)
+FLAKY_MIN_S, FLAKY_MAX_S, FLAKY_ANSWERS = 8.0, 30.0, 40
+SLOW_JOBS = 2  # per cycle, on `critical`: a slow answer holds its queue's poller for the read timeout
 DYNAMODB_COHORT = 20  # jobs sent as DynamoDB goes away, so workers are busy with them
-TRIGGER_WAIT_S = 60.0  # the trigger job's delivery must stop DynamoDB by then (else it is stopped anyway)
+STEP_WAIT_S = 120.0  # each event awaited (deliveries flowing, chaos started, the trigger delivered)
 # The run must be over by then: the last fault, the visibility timeout (180 s), lease, retries.
-SETTLE_S = 900.0 if SOAK else 420.0
+SETTLE_S = 1_200.0 if SOAK else 540.0
 
 
 @dataclass
@@ -96,7 +94,8 @@ class FaultRun:
     triggers: dict[str, DynamoRestart] = field(default_factory=dict)  # job id -> its restart
     fired: list[str] = field(default_factory=list)  # triggers whose delivery stopped DynamoDB
     api: Attempts = field(default_factory=Attempts)
-    api_during_outage: Attempts = field(default_factory=Attempts)
+    outage_bodies: list[dict[str, Any]] = field(default_factory=list)
+    outage_ids: list[str] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
     _settled: dict[str, Job | None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -130,13 +129,33 @@ class FaultRun:
         self.chaos[action].append(chaos.job_id)
         self.faults["worker timeout (chaos sleep)" if action == "sleep" else "worker crash (sys.exit)"] += 1
 
-    def receiver_outage(self) -> None:
-        self.flaky.start()
+    def slow_jobs(self) -> None:
         slow = [self.webhook("critical", "slow", len(self.slow_ids) + i) for i in range(SLOW_JOBS)]
         self.slow_pending.update(job.job_id for job in slow)
         self.slow_ids += [job.job_id for job in slow]
         self.jobs.send_batch("critical", slow)
+
+    def receiver_outage(self) -> None:
+        """Once deliveries flow: 500s to half of the requests, for long enough to meet many jobs."""
+        await_(lambda: len(self.receiver.answers()) >= 5, "deliveries to flow")
+        started = self.flaky.start()
+        while time.monotonic() < started + FLAKY_MAX_S:
+            served = self.flaky.served["500"] + self.flaky.served["200"]
+            if served >= FLAKY_ANSWERS and time.monotonic() >= started + FLAKY_MIN_S:
+                break
+            time.sleep(0.5)
+        self.flaky.stop()
         self.faults["webhook target 500s/timeouts"] += 1
+
+    def chaos_started(self) -> None:
+        """Every chaos job has had its first attempt (its worker is dying or dead)."""
+        ids = self.chaos["sleep"] + self.chaos["exit"]
+
+        def started() -> bool:
+            records = self.jobs.records(self.org, ids)
+            return all(job is not None and job.attempts >= 1 for job in records.values())
+
+        await_(started, "every chaos job to start")
 
     def policy(self, webhook_id: str) -> Reply:
         """The receiver: a trigger job's first delivery stops DynamoDB before it is answered 200
@@ -153,43 +172,56 @@ class FaultRun:
         return self.flaky(webhook_id)
 
     def dynamodb_restart(self) -> None:
-        # On `normal`, idle meanwhile: the trigger is delivered at once, while the flow still posts.
+        # On `normal`, idle meanwhile: the trigger is delivered at once.
         batch = [self.webhook("normal", "dynamodb", len(self.cohorts["dynamodb"]) + i) for i in range(DYNAMODB_COHORT)]
         trigger = self.webhook("normal", "dynamodb", -len(self.triggers) - 1)
         restart = self.triggers[trigger.job_id] = DynamoRestart()
         self.jobs.send_batch("normal", [trigger, *batch])
         self.cohorts["dynamodb"] += [trigger.job_id, *(job.job_id for job in batch)]
-        if not restart.done.wait(TRIGGER_WAIT_S) and trigger.job_id not in self.fired:
+        if not restart.down.wait(STEP_WAIT_S) and trigger.job_id not in self.fired:
             self.fired.append("(timer)")  # the trigger was not delivered in time: stop it anyway
-            restart.run()
+            threading.Thread(target=restart.run, daemon=True).start()
+            restart.down.wait(30)
+        # API calls while the table is away: answered 503 until it is back, then accepted.
+        start = len(self.outage_bodies)
+        self.outage_bodies += [
+            webhook_body(
+                self.receiver,
+                {"run": self.run_id, "outage": start + i},
+                priority="high",
+                key=f"rel-{self.run_id}-outage-{start + i}",
+            )
+            for i in range(OUTAGE_POSTS)
+        ]
+        replies = post_jobs(self.tenant.member, self.outage_bodies[start:], self.started + SETTLE_S / 2, self.api)
+        self.outage_ids += [reply.body["job_id"] for reply in replies]
         self.outages.append(restart.wait())
         self.faults["DynamoDB stopped and restarted"] += 1
 
     def inject(self) -> None:
-        """Post the flow through the API and inject every fault on schedule; returns when the
-        flow is all accepted and DynamoDB is back (the recovery goes on by itself)."""
+        """Post the flow through the API and inject every fault; returns when the flow is all
+        accepted and DynamoDB is back (the recovery goes on by itself)."""
         self.receiver.policy = self.policy
-        self.flow_keys = [f"rel-{self.run_id}-{i}" for i in range(FLOW_JOBS)]
+        flow = FLOW_JOBS - OUTAGE_POSTS * CYCLES
+        self.flow_keys = [f"rel-{self.run_id}-{i}" for i in range(flow)]
         bodies = [
             webhook_body(self.receiver, {"run": self.run_id, "flow": i}, priority="high", key=key)
             for i, key in enumerate(self.flow_keys)
         ]
-        schedule: list[tuple[float, Callable[[], None]]] = sorted(
-            [(at, lambda: self.chaos_batch("sleep", "low")) for at in TIMEOUTS_AT]
-            + [(at, lambda: self.chaos_batch("exit", "high")) for at in CRASHES_AT]
-            + [(at, self.receiver_outage) for at in FLAKY_AT]
-            + [(at, self.dynamodb_restart) for at in DYNAMODB_AT],
-            key=lambda event: event[0],
-        )
         with ThreadPoolExecutor(max_workers=1) as pool:
-            flow: Future[Any] = pool.submit(
+            posting: Future[Any] = pool.submit(
                 post_jobs, self.tenant.member, bodies, self.started + SETTLE_S / 2, self.api, spread_s=FLOW_S
             )
-            for at, action in schedule:
-                time.sleep(max(0.0, self.started + at - time.monotonic()))
-                action()
-            replies = flow.result()
-        self.flow_ids = [reply.body["job_id"] for reply in replies]
+            for _ in range(CYCLES):
+                self.chaos_batch("sleep", "low")
+                self.slow_jobs()
+                self.receiver_outage()
+                self.chaos_batch("exit", "high")
+                self.chaos_batch("exit", "high")
+                self.chaos_started()
+                self.dynamodb_restart()
+            replies = posting.result()
+        self.flow_ids = [reply.body["job_id"] for reply in replies] + self.outage_ids
 
     # --- the outcome ------------------------------------------------------------------------
 
@@ -239,6 +271,13 @@ class FaultRun:
         return out
 
 
+def await_(probe: Callable[[], bool], what: str, timeout: float = STEP_WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.5)
+
+
 def assert_effectively_once(verdict: dict[str, Any], what: str) -> None:
     assert not verdict["lost"], f"{what}: jobs not final (lost): {verdict['lost'][:20]}"
     assert not verdict["dead_without_reason"], f"{what}: dead without a reason: {verdict['dead_without_reason']}"
@@ -253,7 +292,7 @@ def assert_effectively_once(verdict: dict[str, Any], what: str) -> None:
 def fault_run(tenants: Callable[[str], Tenant], jobs: Jobs) -> Iterator[FaultRun]:
     receiver = CountingReceiver()
     receiver.start()
-    run = FaultRun(tenants("rel-faults"), jobs, receiver, Flaky(FLAKY_S))
+    run = FaultRun(tenants("rel-faults"), jobs, receiver, Flaky(FLAKY_MAX_S))
     try:
         run.inject()
         yield run
@@ -270,9 +309,10 @@ def test_faults_are_injected_while_jobs_flow(fault_run: FaultRun) -> None:
     assert len(run.flow_ids) == FLOW_JOBS
     assert len(set(run.flow_ids)) == FLOW_JOBS, "a retried POST with the same idempotency key made a second job"
     assert run.flaky.served["500"] > 0 and run.flaky.served["slow"] > 0, run.flaky.served
+    assert run.api.server_errors > 0, "no API call met the DynamoDB outage"
     for outage in run.outages:
         assert outage.seen_down and outage.pid_after != outage.pid_before, outage
-    assert len(run.chaos["sleep"]) == len(TIMEOUTS_AT) and len(run.chaos["exit"]) == len(CRASHES_AT)
+    assert len(run.chaos["sleep"]) == CYCLES and len(run.chaos["exit"]) == 2 * CYCLES
 
 
 # --- verdicts (run last: by then the recovery has happened) ----------------------------------
@@ -367,7 +407,7 @@ def test_a_dynamodb_restart_loses_nothing_and_repeats_no_effect(
         assert job is not None and job.status == "completed", job
         assert run.receiver.successes()[job_id] == 1, f"the trigger job {job_id} was delivered again"
     # Every POST was eventually accepted, each idempotency key made exactly one job.
-    assert len(set(run.flow_ids)) == len(run.flow_keys)
+    assert len(set(run.flow_ids)) == FLOW_JOBS
 
 
 @pytest.mark.verdict
