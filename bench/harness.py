@@ -56,10 +56,11 @@ def check(condition: object, message: str) -> None:
 
 
 def ratio_of(value: float | None, baseline: float | None) -> float | None:
-    """Herald / baseline; None when either is missing or the baseline is zero or not finite."""
+    """Herald / baseline; None when either is missing or not finite, the baseline not positive, or
+    the value negative (a job that started 0.6 s early has no ratio to one that started late)."""
     if value is None or baseline is None:
         return None
-    if not (math.isfinite(value) and math.isfinite(baseline)) or baseline == 0:
+    if not (math.isfinite(value) and math.isfinite(baseline)) or baseline <= 0 or value < 0:
         return None
     return value / baseline
 

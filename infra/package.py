@@ -3,15 +3,14 @@
     python -m infra.package [--stage prod] [--out dist] [--no-lint]     (make package)
 
 Writes:
-  dist/app/sam.json, dist/app/deployment.zip   `chalice package` output (the API, the queue
-                                               workers, the redrive worker, one IAM role each),
-                                               patched for what Chalice cannot express:
-                                               ReportBatchItemFailures on the SQS event sources,
-                                               and unknown routes answering the contract's 404;
-  dist/infra.json                              queues, DLQs, table and alarms (infra/template.py).
+  dist/sam.json, dist/deployment.zip   `chalice package` output (the API, the queue workers, the
+                                       redrive worker, one IAM role each), patched for what Chalice
+                                       cannot express: ReportBatchItemFailures on the SQS event
+                                       sources, and unknown routes answering the contract's 404;
+  dist/infra.json                      queues, DLQs, table and alarms (infra/template.py).
 
-Deploy infra.json first (the functions' event sources name its queues), then the app; see
-docs/operations.md ("Deploy to AWS"). cfn-lint errors fail the build; warnings are printed.
+Deploy infra.json first (the functions' event sources name its queues), then the app; see the
+README ("Deploy to AWS") and docs/operations.md. cfn-lint errors fail the build; warnings print.
 """
 
 from __future__ import annotations
@@ -114,17 +113,13 @@ def lint(paths: list[Path]) -> None:
 def build(stage: str, out: Path, run_lint: bool = True) -> list[Path]:
     if out.exists():
         shutil.rmtree(out)
-    app_dir = out / "app"
     say(f"chalice package --stage {stage} ...")
-    chalice_package(stage, app_dir)
-    sam_file = app_dir / "sam.json"
+    chalice_package(stage, out)
+    sam_file = out / "sam.json"
     sam_file.write_text(json.dumps(patch_sam(json.loads(sam_file.read_text())), indent=2) + "\n")
     infra_file = out / "infra.json"
     infra_file.write_text(json.dumps(template(), indent=2) + "\n")
-    say(
-        f"wrote {sam_file.relative_to(ROOT) if sam_file.is_relative_to(ROOT) else sam_file}, "
-        f"{app_dir / 'deployment.zip'} and {infra_file}"
-    )
+    say(f"wrote {sam_file}, {out / 'deployment.zip'} and {infra_file}")
     if run_lint:
         lint([sam_file, infra_file])
     return [sam_file, infra_file]

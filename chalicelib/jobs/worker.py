@@ -17,11 +17,9 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.clock import Clock, utcnow
 from chalicelib.config import Settings
@@ -31,6 +29,9 @@ from chalicelib.jobs.model import Envelope, EnvelopeError, Job
 from chalicelib.jobs.queue import JobQueue
 from chalicelib.jobs.store import JobStore
 from chalicelib.observability import NAMESPACE, logger, metrics
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 MAX_ENVELOPE_BYTES = 4096
 # A message may arrive a little before run_at (visibility rounding); closer than this runs now.
@@ -90,6 +91,10 @@ class Worker:
 
     def handle_batch(self, event: dict[str, Any], context: Any, priority: str) -> dict[str, Any]:
         """The SQS Lambda entry point: a partial batch response (ReportBatchItemFailures)."""
+        # Imported here, not at the top: every function imports app.py (and so this module), and
+        # only the workers need Powertools' batch utilities (about 50 ms of every cold start).
+        from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
         # A fully failed batch must stay a partial response naming every failed message, not
         # an exception that makes SQS retry the batch as a whole.
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

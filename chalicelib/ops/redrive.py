@@ -40,6 +40,7 @@ invocation killed by a deploy or a crash), as Lambda's own async retries also do
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -84,20 +85,24 @@ class LeaseLost(Exception):
 
 
 class RateLimiter:
+    """At most `per_second` calls of `wait()` return per second, across threads."""
+
     def __init__(self, per_second: int | None, monotonic: Callable[[], float], sleep: Callable[[float], None]) -> None:
         self._interval = 1.0 / per_second if per_second else 0.0
         self._monotonic = monotonic
         self._sleep = sleep
         self._next = 0.0
+        self._lock = threading.Lock()
 
     def wait(self) -> None:
         if not self._interval:
             return
-        now = self._monotonic()
-        if self._next > now:
-            self._sleep(self._next - now)
-            now = self._next
-        self._next = now + self._interval
+        with self._lock:
+            now = self._monotonic()
+            slot = max(self._next, now)
+            self._next = slot + self._interval
+        if slot > now:
+            self._sleep(slot - now)
 
 
 def message_key(message: dict[str, Any]) -> tuple[str, str] | None:
@@ -327,11 +332,9 @@ class RedriveService:
         if record.phase == "reset":
             found: set[tuple[str, str]] = set()
 
-            def note(message: dict[str, Any]) -> bool:
-                key = message_key(message)
-                if key is not None:
-                    found.add(key)
-                return False  # hold it: this scan only looks
+            def note(messages: list[dict[str, Any]]) -> list[bool]:
+                found.update(key for key in map(message_key, messages) if key is not None)
+                return [False] * len(messages)  # hold them: this scan only looks
 
             if self._scan(ref, record.redrive_id, deadline, note, lambda: False) == "deadline":
                 logger.warning(
@@ -513,22 +516,34 @@ class RedriveService:
                 tally["moved"] = tally["skipped"] = 0
                 last_flush = self._monotonic()
 
-        def visit(message: dict[str, Any]) -> bool:
-            key = message_key(message)
-            if key is not None and key in handled:  # a second copy of a job just redriven
-                self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-                return True
-            entry = targets.pop(key, None) if key is not None else None
-            if key is None or entry is None:
-                return False
-            limiter.wait()
-            tally[self._redrive_one(ref, entry, url, message["ReceiptHandle"])] += 1
-            handled.add(key)
+        def visit(messages: list[dict[str, Any]]) -> list[bool]:
+            """Pick this batch's targets (in order), then redrive them PARALLEL at a time."""
+            consumed = [False] * len(messages)
+            picked: list[tuple[int, dict[str, Any], str]] = []
+            for i, message in enumerate(messages):
+                key = message_key(message)
+                if key is not None and key in handled:  # a second copy of a job just redriven
+                    self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                    consumed[i] = True
+                elif key is not None and key in targets:
+                    handled.add(key)
+                    picked.append((i, targets.pop(key), str(message["ReceiptHandle"])))
+
+            def one(item: tuple[int, dict[str, Any], str]) -> str:
+                limiter.wait()
+                return self._redrive_one(ref, item[1], url, item[2])
+
+            for (i, _, _), outcome in zip(picked, pool.map(one, picked), strict=True):
+                tally[outcome] += 1
+                consumed[i] = True
             flush()
-            return True
+            return consumed
 
         try:
-            scanned = self._scan(ref, record.redrive_id, deadline, visit, lambda: not targets) if targets else "done"
+            with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+                scanned = (
+                    self._scan(ref, record.redrive_id, deadline, visit, lambda: not targets) if targets else "done"
+                )
         finally:
             flush(force=True)
         if scanned == "deadline":
@@ -573,10 +588,10 @@ class RedriveService:
         ref: QueueRef,
         redrive_id: str,
         deadline: float,
-        visit: Callable[[dict[str, Any]], bool],
+        visit: Callable[[list[dict[str, Any]]], list[bool]],
         done: Callable[[], bool],
     ) -> str:
-        """Receive the DLQ's messages once each: `visit` returns True for one it consumed (deleted);
+        """Receive the DLQ's messages once each: `visit(batch)` says which it consumed (deleted);
         the others are held invisible until the scan ends, then made visible again at once.
         'complete' (an empty receive: every message seen), 'done' (`done()`), or 'deadline'."""
         url = self._queues.url(ref.dlq_name)
@@ -598,9 +613,8 @@ class RedriveService:
                     return "complete"
                 unvisited = [str(m["ReceiptHandle"]) for m in messages]
                 try:
-                    for message in messages:
-                        if visit(message):
-                            unvisited.remove(message["ReceiptHandle"])
+                    consumed = visit(messages)
+                    unvisited = [r for r, gone in zip(unvisited, consumed, strict=True) if not gone]
                 finally:  # also when `visit` raised: nothing received stays hidden
                     held.extend(unvisited)
             return "done"

@@ -30,8 +30,8 @@ def test_make_package_builds_artifacts_that_pass_cfn_lint(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cfn-lint: no errors" in result.stdout
-    sam = json.loads((out / "app" / "sam.json").read_text())
-    assert (out / "app" / "deployment.zip").stat().st_size > 0
+    sam = json.loads((out / "sam.json").read_text())
+    assert (out / "deployment.zip").stat().st_size > 0
     infra = json.loads((out / "infra.json").read_text())
     assert {"NormalQueue", "NormalDeadLetterQueue", "Table"} <= set(infra["Resources"])
     functions = {k: r for k, r in sam["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}

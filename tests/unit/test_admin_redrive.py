@@ -268,3 +268,15 @@ def test_an_invocation_that_lost_its_lease_stops_and_leaves_the_rest_to_the_new_
     record = finished(client, ops, started)
     assert record["status"] == "completed"
     assert ops.sent_counts(NORMAL) == Counter({j.job_id: 1 for j in jobs})
+
+
+def test_the_rate_limiter_spaces_calls_across_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.ops.redrive import RateLimiter
+
+    sleeps: list[float] = []
+    limiter = RateLimiter(10, lambda: 100.0, sleeps.append)  # a clock that stands still
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda _: limiter.wait(), range(5)))
+    assert sorted(round(s, 3) for s in sleeps) == [0.1, 0.2, 0.3, 0.4]  # the first goes at once

@@ -42,7 +42,7 @@ def test_the_ratio_is_herald_over_the_baseline() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "baseline"), [(None, 1.0), (1.0, None), (1.0, 0.0), (math.inf, 1.0), (1.0, math.nan)]
+    ("value", "baseline"), [(None, 1.0), (1.0, None), (1.0, 0.0), (math.inf, 1.0), (1.0, math.nan), (-0.6, 1.4)]
 )
 def test_a_ratio_without_two_finite_figures_is_none(value: float | None, baseline: float | None) -> None:
     assert ratio_of(value, baseline) is None
