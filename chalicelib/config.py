@@ -82,6 +82,8 @@ class Settings:
     alert_backoff_s: int = 2
     escalation_max_attempts: int = 3
     escalation_backoff_s: int = 5
+    # How many records of one SQS batch a worker runs at once (threads: the work is I/O).
+    worker_concurrency: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +113,7 @@ class Settings:
             alert_backoff_s=_int(env, "HERALD_ALERT_BACKOFF_S", 2, 1, 3600),
             escalation_max_attempts=_int(env, "HERALD_ESCALATION_MAX_ATTEMPTS", 3, 1, 10),
             escalation_backoff_s=_int(env, "HERALD_ESCALATION_BACKOFF_S", 5, 1, 3600),
+            worker_concurrency=_int(env, "HERALD_WORKER_CONCURRENCY", 10, 1, 64),
         )
 
     def queue_name(self, priority: str) -> str:

@@ -1,26 +1,22 @@
-"""Powertools Logger, Metrics and Tracer, wired once for the whole service.
+"""Powertools Logger and Metrics, wired once for the whole service.
 
 Import these objects; never build another Logger. Nothing here talks to AWS at import time:
-Metrics are flushed as EMF lines to stdout, and the Tracer is built on first use only, because
-building it imports the X-Ray SDK, whose recorder creates an AWS client (cold-start cost).
+Metrics are flushed as EMF lines to stdout. There is no Tracer: Powertools' Tracer needs the X-Ray
+SDK, which brings its own botocore into the package, where it shadows the runtime's precompiled
+one and costs every cold start hundreds of milliseconds (docs/benchmarks.md, benchmark 4). Turn on
+Lambda's active tracing for the functions instead; to trace inside them, add
+`aws-lambda-powertools[tracer]` to requirements.txt and build the Tracer lazily, on first use.
 """
 
 from __future__ import annotations
 
-import functools
-
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 
 SERVICE = "herald"
 NAMESPACE = "Herald"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-
-
-@functools.cache
-def tracer() -> Tracer:
-    return Tracer(service=SERVICE)
 
 
 def mask_phone(number: str) -> str:

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from infra import bytecode
 from infra.template import template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,7 @@ def chalice_package(stage: str, out: Path) -> None:
     env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
         env.pop(name, None)
+    bytecode.prepare()  # the package Chalice is about to build, built now and given its .pyc
     chalice = Path(sys.executable).parent / "chalice"
     result = subprocess.run(
         [str(chalice), "package", "--stage", stage, str(out)],

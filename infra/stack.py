@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from infra import bytecode
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".herald"
 STACK_FILE = STATE / "stack.json"
@@ -57,8 +59,9 @@ def chalice_deploy(stage: str) -> dict[str, Any]:
     # LocalStack keeps no state across restarts: Chalice's record of a previous cloud is stale.
     if deployed.exists() and (not marker.exists() or not boot.exists() or marker.read_text() != boot.read_text()):
         deployed.unlink()
-    say(f"chalice deploy --stage {stage} (packages requirements.txt as on AWS)...")
     started = time.monotonic()
+    bytecode.prepare()  # the package Chalice is about to build, built now and given its .pyc
+    say(f"chalice deploy --stage {stage} (packages requirements.txt as on AWS)...")
     log = STATE / "logs" / "chalice-deploy.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     chalice = Path(sys.executable).parent / "chalice"

@@ -7,16 +7,24 @@ a job runs only after a conditional write made it `active`, so a redelivered mes
 completed or cancelled job, or a duplicate delivered while it runs, does nothing.
 A handler that raises `Deferred` (not now: quiet hours, a throughput cap) puts its job back to
 `scheduled` at the new run_at, without counting the attempt, and the next hop is sent.
+
+The records of one batch run concurrently (`HERALD_WORKER_CONCURRENCY` threads, default 10): a
+job's time is almost all waiting on DynamoDB, SQS or an HTTP endpoint, and the records of a
+standard queue's batch are independent (SQS promises no order). Each record runs in its own copy
+of the invocation's context, so its log keys and deadline are its own.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import random
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -93,11 +101,13 @@ class Worker:
         """The SQS Lambda entry point: a partial batch response (ReportBatchItemFailures)."""
         # Imported here, not at the top: every function imports app.py (and so this module), and
         # only the workers need Powertools' batch utilities (about 50 ms of every cold start).
-        from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+        from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 
         # A fully failed batch must stay a partial response naming every failed message, not
         # an exception that makes SQS retry the batch as a whole.
-        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        processor = _concurrent_batch_processor()(
+            self._settings.worker_concurrency, event_type=EventType.SQS, raise_on_entire_batch_failure=False
+        )
         remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
         token = _INVOCATION_DEADLINE.set(time.monotonic() + remaining_ms() / 1000 if callable(remaining_ms) else None)
         try:
@@ -120,11 +130,14 @@ class Worker:
         except EnvelopeError as err:
             self._dead_letter_poison(record, priority, err.code, str(err))
             return Outcome("dead")
-        logger.append_keys(job_id=envelope.job_id, org_id=envelope.org_id, correlation_id=envelope.correlation_id)
+        # Thread-safe keys live in this record's context (records of a batch run side by side).
+        logger.thread_safe_append_keys(
+            job_id=envelope.job_id, org_id=envelope.org_id, correlation_id=envelope.correlation_id
+        )
         try:
             return self._process(envelope, record, priority)
         finally:
-            logger.remove_keys(["job_id", "org_id", "correlation_id"])
+            logger.thread_safe_remove_keys(["job_id", "org_id", "correlation_id"])
 
     def _process(self, envelope: Envelope, record: SQSRecord, priority: str) -> Outcome:
         job = self._store.get(envelope.org_id, envelope.job_id)
@@ -146,11 +159,27 @@ class Worker:
             self._queue.send(job)
             logger.info("job not due yet: next hop sent", extra={"run_at": job.run_at.isoformat()})
             return Outcome("deferred", job.job_id)
-        started = self._store.begin_attempt(job.org_id, job.job_id, lease_s=self._settings.worker_timeout_s + 30)
+        lease_s = self._settings.worker_timeout_s + 30
+        started = self._store.begin_attempt(job.org_id, job.job_id, lease_s=lease_s)
         if started is None:
-            logger.info("job not startable (cancelled, final or running elsewhere): message dropped")
-            return Outcome("skipped", job.job_id)
+            return self._not_started(job, record, priority, lease_s)
         return self._run(started, record, priority)
+
+    def _not_started(self, job: Job, record: SQSRecord, priority: str, lease_s: int) -> Outcome:
+        """begin_attempt's condition failed. A final job: drop the message. Otherwise keep it:
+        the job is `active` under a lease (a duplicate delivery while another invocation runs it,
+        or this very attempt, applied by DynamoDB but its answer lost and the SDK's retry refused),
+        or it changed meanwhile. Dropping the message could leave a job `active` with no message
+        left to finish it; hidden until the lease has run out, it comes back and either finds the
+        job final (dropped then) or takes over the expired lease."""
+        current = self._store.get(job.org_id, job.job_id)
+        if current is None or current.is_final:
+            logger.info("job not startable (cancelled or final): message dropped")
+            return Outcome("skipped", job.job_id)
+        wait = lease_s + 1 if current.status == "active" else 1
+        self._queue.retry_after(priority, record.receipt_handle, wait)
+        logger.info("job not startable now: message kept", extra={"status": current.status, "retry_in_s": wait})
+        raise RetryLater("job_busy")
 
     def _run(self, job: Job, record: SQSRecord, priority: str) -> Outcome:
         handler = self._handlers.get(job.type)
@@ -269,6 +298,34 @@ class Worker:
 
     def _count(self, name: str, job: Job) -> None:
         count(name, job.type)
+
+
+@functools.cache
+def _concurrent_batch_processor() -> type:
+    """Powertools' BatchProcessor, running a batch's records on a thread pool (built on first use,
+    so that importing this module does not import Powertools' batch utilities)."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+
+    class ConcurrentBatchProcessor(BatchProcessor):
+        def __init__(self, concurrency: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._concurrency = concurrency
+
+        def process(self) -> list[tuple]:
+            workers = min(self._concurrency, len(self.records))
+            if workers <= 1:
+                return super().process()
+            # `_process_record` catches a record's exceptions and files it as a failure (the
+            # success and failure lists are appended to from the threads: list.append is atomic).
+            # Anything it lets through (SystemExit) is re-raised here, after every record ended.
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="record") as pool:
+                futures = [
+                    pool.submit(contextvars.copy_context().run, self._process_record, record)
+                    for record in self.records
+                ]
+            return [future.result() for future in futures]
+
+    return ConcurrentBatchProcessor
 
 
 def count(name: str, job_type: str) -> None:

@@ -267,3 +267,90 @@ def test_a_fully_failed_batch_names_every_failed_message_instead_of_raising(h):
         m["MessageId"] for m in messages
     )
     assert {h.job(j.job_id).status for j in jobs} == {"failed"}
+
+
+class Together:
+    """A handler that returns only once `n` calls are inside it at the same time."""
+
+    def __init__(self, h: Harness, n: int) -> None:
+        import threading
+
+        self.h = h
+        self.barrier = threading.Barrier(n, timeout=10)
+
+    def __call__(self, job: Job) -> dict[str, Any]:
+        self.barrier.wait()  # BrokenBarrierError (a retry) if the records ran one after another
+        self.h.effects.append(job.job_id)
+        return {"status_code": 200}
+
+
+def test_the_records_of_a_batch_run_concurrently_each_with_its_own_log_keys(h):
+    import io
+    import logging
+
+    from chalicelib.observability import logger
+
+    out = io.StringIO()
+    capture = logging.StreamHandler(out)
+    capture.setFormatter(logger.registered_formatter)  # the JSON lines Lambda would print
+    logger.addHandler(capture)
+    h.worker._handlers = {"webhook": Together(h, 4)}
+    jobs = [h.enqueue() for _ in range(4)]
+    try:
+        assert h.run(h.receive()) == {"batchItemFailures": []}
+    finally:
+        logger.removeHandler(capture)
+    assert sorted(h.effects) == sorted(j.job_id for j in jobs)
+    assert {h.job(j.job_id).status for j in jobs} == {"completed"}
+    logged = [json.loads(line) for line in out.getvalue().splitlines()]
+    completed = [entry.get("job_id") for entry in logged if entry.get("message") == "job completed"]
+    assert sorted(completed) == sorted(j.job_id for j in jobs)  # not the last record's id four times
+
+
+def test_with_concurrency_1_the_records_run_one_after_another(svc):
+    from dataclasses import replace
+
+    h = Harness(Services(**{**svc.__dict__, "settings": replace(svc.settings, worker_concurrency=1)}))
+    h.worker._handlers = {"webhook": Together(h, 2)}
+    jobs = [h.enqueue() for _ in range(2)]
+    response = h.run(h.receive())
+    assert len(response["batchItemFailures"]) == 2  # neither could wait for the other
+    assert {h.job(j.job_id).status for j in jobs} == {"failed"}
+
+
+def test_a_record_that_exits_the_process_does_so_after_the_others_finished(h):
+    def handler(job: Job) -> dict[str, Any]:
+        if job.payload["body"] == "exit":
+            raise SystemExit(3)
+        h.effects.append(job.job_id)
+        return {"status_code": 200}
+
+    h.worker._handlers = {"webhook": handler}
+    others = [h.enqueue() for _ in range(3)]
+    h.jobs.enqueue(NewJob(org_id="org-a", type="webhook", payload={"url": "http://x", "body": "exit"}))
+    with pytest.raises(SystemExit):
+        h.run(h.receive())
+    assert {h.job(j.job_id).status for j in others} == {"completed"}
+
+
+def test_an_attempt_whose_start_was_applied_but_not_acknowledged_is_finished_after_its_lease(h):
+    """DynamoDB applied begin_attempt, its answer was lost, the SDK's retry was refused: the job is
+    `active` and nobody runs it. The message must stay (hidden until the lease ends), not be dropped."""
+    job = h.enqueue()
+    messages = h.receive()
+    lease_s = h.svc.settings.worker_timeout_s + 30
+    assert h.store.begin_attempt("org-a", job.job_id, lease_s=lease_s) is not None  # the lost answer
+    response = h.run(messages)
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [messages[0]["MessageId"]]
+    assert h.job(job.job_id).status == "active" and h.effects == []
+    h.clock.advance(lease_s + 1)
+    assert h.run(messages) == {"batchItemFailures": []}  # the same message, back after the lease
+    assert h.job(job.job_id).status == "completed" and h.effects == [job.job_id]
+
+
+def test_a_duplicate_of_a_finished_job_is_dropped_without_a_retry(h):
+    job = h.enqueue()
+    messages = h.receive()
+    assert h.run(messages) == {"batchItemFailures": []}
+    assert h.run(messages) == {"batchItemFailures": []}
+    assert h.effects == [job.job_id]
