@@ -34,7 +34,7 @@ from chalicelib.jobs.model import PENDING, Job
 JOB_SK = "JOB"
 _BATCH_GET = 100  # BatchGetItem's limit of keys per call
 _UNPROCESSED_ATTEMPTS = 8
-_NAMES = {"#s": "status", "#e": "error", "#r": "result"}
+_NAMES = {"#s": "status", "#e": "error", "#r": "result", "#t": "type"}
 
 
 def job_pk(org_id: str, job_id: str) -> str:
@@ -368,7 +368,7 @@ class JobStore:
                 Key=to_item({"pk": job_pk(org_id, job_id), "sk": JOB_SK}),
                 UpdateExpression=update,
                 ConditionExpression=condition,
-                ExpressionAttributeNames={k: v for k, v in _NAMES.items() if k in update},
+                ExpressionAttributeNames={k: v for k, v in _NAMES.items() if k in update or k in condition},
                 ExpressionAttributeValues=values(**vals),
                 ReturnValues="ALL_NEW",
             )
@@ -378,20 +378,41 @@ class JobStore:
             raise
         return _job_from_item(response["Attributes"])
 
-    def begin_attempt(self, org_id: str, job_id: str, lease_s: int) -> Job | None:
+    def begin_attempt(
+        self,
+        org_id: str,
+        job_id: str,
+        lease_s: int,
+        *,
+        job_type: str | None = None,
+        due_by: datetime | None = None,
+    ) -> Job | None:
         """Make the job `active` for one more attempt, or None when it must not run now.
 
         A job runs from scheduled/queued/failed, or from `active` whose lease ran out (the worker
         that held it crashed or timed out). Never from a final status: a cancelled job never runs.
+        With `job_type` and `due_by` (the worker's first try, before it has read the job), also
+        only a job of that type whose run_at is by then (or a failed one: its backoff is the
+        message's visibility), so that one conditional write both checks and starts a job; None
+        then means "read the job and see why".
         """
         now = self._clock()
+        condition = (
+            "attribute_exists(pk) AND (#s IN (:scheduled, :queued, :failed) OR (#s = :active AND lease_until < :epoch))"
+        )
+        checks: dict[str, Any] = {}
+        if job_type is not None:
+            condition += " AND #t = :type"
+            checks["type"] = job_type
+        if due_by is not None:
+            condition += " AND (#s = :failed OR run_at <= :due)"  # iso() strings sort as time does
+            checks["due"] = iso(due_by)
         return self._update(
             org_id,
             job_id,
             "SET #s = :active, attempts = attempts + :one, started_at = :now, lease_until = :lease, "
             "updated_at = :now",
-            "attribute_exists(pk) AND (#s IN (:scheduled, :queued, :failed) "
-            "OR (#s = :active AND lease_until < :epoch))",
+            condition,
             active="active",
             one=1,
             now=iso(now),
@@ -400,6 +421,7 @@ class JobStore:
             scheduled="scheduled",
             queued="queued",
             failed="failed",
+            **checks,
         )
 
     def _finish(self, job: Job, status: str, days: int, result: Any, error: Any) -> Job | None:

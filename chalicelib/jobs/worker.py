@@ -140,6 +140,20 @@ class Worker:
             logger.thread_safe_remove_keys(["job_id", "org_id", "correlation_id"])
 
     def _process(self, envelope: Envelope, record: SQSRecord, priority: str) -> Outcome:
+        lease_s = self._settings.worker_timeout_s + 30
+        if envelope.outcome is None:
+            # The common case in one write: a due job of the envelope's type, not final, not
+            # running, starts here. Anything else fails the condition; the job is then read to
+            # see why (the rules below, in order).
+            started = self._store.begin_attempt(
+                envelope.org_id,
+                envelope.job_id,
+                lease_s,
+                job_type=envelope.type,
+                due_by=self._clock() + timedelta(seconds=EARLY_TOLERANCE_S),
+            )
+            if started is not None:
+                return self._run(started, record, priority)
         job = self._store.get(envelope.org_id, envelope.job_id)
         if job is None:
             # Unknown in that org: forged, wrong-org, or expired long ago. Never runs.
@@ -159,7 +173,6 @@ class Worker:
             self._queue.send(job)
             logger.info("job not due yet: next hop sent", extra={"run_at": job.run_at.isoformat()})
             return Outcome("deferred", job.job_id)
-        lease_s = self._settings.worker_timeout_s + 30
         started = self._store.begin_attempt(job.org_id, job.job_id, lease_s=lease_s)
         if started is None:
             return self._not_started(job, record, priority, lease_s)

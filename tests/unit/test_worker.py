@@ -354,3 +354,23 @@ def test_a_duplicate_of_a_finished_job_is_dropped_without_a_retry(h):
     assert h.run(messages) == {"batchItemFailures": []}
     assert h.run(messages) == {"batchItemFailures": []}
     assert h.effects == [job.job_id]
+
+
+def test_a_due_job_starts_with_one_conditional_write_and_no_read(h, monkeypatch):
+    job = h.enqueue()
+    reads: list[str] = []
+    original = h.store.get
+    monkeypatch.setattr(h.store, "get", lambda org, job_id: reads.append(job_id) or original(org, job_id))
+    assert h.run(h.receive()) == {"batchItemFailures": []}
+    assert reads == []
+    assert h.job(job.job_id).status == "completed"
+
+
+def test_a_message_whose_type_is_not_the_jobs_never_starts_it(h):
+    job = h.enqueue()
+    message = h.receive()[0]
+    body = json.loads(message["Body"])
+    body["type"] = "sms"
+    message["Body"] = json.dumps(body)
+    h.run([message])
+    assert h.job(job.job_id).status == "queued" and h.job(job.job_id).attempts == 0 and h.effects == []
