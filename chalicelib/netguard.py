@@ -145,9 +145,7 @@ def vet_url(url: str, allow_private: bool, resolver: Resolver = system_resolver)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
-        raise FatalError(
-            FORBIDDEN, f"Only http and https webhook URLs are allowed, not {scheme or 'none'!r}."
-        )
+        raise FatalError(FORBIDDEN, f"Only http and https webhook URLs are allowed, not {scheme or 'none'!r}.")
     if "@" in parts.netloc:
         raise FatalError(FORBIDDEN, "Webhook URLs may not carry credentials (user@host).")
     raw_host = parts.hostname
@@ -187,9 +185,7 @@ def vet_url(url: str, allow_private: bool, resolver: Resolver = system_resolver)
         if not allow_private:
             reason = forbidden_reason(address)
             if reason:
-                raise FatalError(
-                    FORBIDDEN, f"The webhook host {host!r} resolves to {address}, which is {reason}."
-                )
+                raise FatalError(FORBIDDEN, f"The webhook host {host!r} resolves to {address}, which is {reason}.")
         # A mapped address is reached as the IPv4 address it carries.
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
@@ -214,9 +210,7 @@ def check_url(url: str, allow_private: bool, resolver: Resolver = system_resolve
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to a fixed IP with SNI and certificate checks against the URL's host name."""
 
-    def __init__(
-        self, address: str, port: int, server_hostname: str, timeout: float, context: ssl.SSLContext
-    ) -> None:
+    def __init__(self, address: str, port: int, server_hostname: str, timeout: float, context: ssl.SSLContext) -> None:
         super().__init__(address, port, timeout=timeout, context=context)
         self._server_hostname = server_hostname
         self._ssl_context = context

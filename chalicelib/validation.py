@@ -29,9 +29,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 def check_phone(value: object, field: str) -> list[FieldProblem]:
     """An E.164 number: "+", a country code that does not start with 0, at most 15 digits."""
     if not isinstance(value, str):
-        return [
-            FieldProblem(field, f"must be a string holding an E.164 phone number such as {PHONE_EXAMPLE}")
-        ]
+        return [FieldProblem(field, f"must be a string holding an E.164 phone number such as {PHONE_EXAMPLE}")]
     # fullmatch, not match: with "$" alone, "+15551234567\n" would pass.
     if len(value) > 16 or E164.fullmatch(value) is None:
         return [

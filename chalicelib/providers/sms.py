@@ -362,13 +362,9 @@ class TelnyxSmsProvider:
                 redirect=False,
             )
         except urllib3.exceptions.NewConnectionError as exc:  # before TimeoutError: it subclasses it
-            raise RetryableError(
-                "network_error", self._describe(exc, "Telnyx could not be reached")
-            ) from None
+            raise RetryableError("network_error", self._describe(exc, "Telnyx could not be reached")) from None
         except urllib3.exceptions.TimeoutError as exc:
-            raise RetryableError(
-                "network_timeout", self._describe(exc, "Telnyx did not answer in time")
-            ) from None
+            raise RetryableError("network_timeout", self._describe(exc, "Telnyx did not answer in time")) from None
         except urllib3.exceptions.HTTPError as exc:
             raise RetryableError("network_error", self._describe(exc, "Talking to Telnyx failed")) from None
         except Exception as exc:

@@ -128,9 +128,7 @@ def verify(
         raise SignatureError("webhook-timestamp is outside the tolerance")
     expected = sign(secret, msg_id, timestamp, body).encode("ascii")
     for candidate in signatures.split():
-        if candidate.startswith("v1,") and hmac.compare_digest(
-            candidate.encode("ascii", "replace"), expected
-        ):
+        if candidate.startswith("v1,") and hmac.compare_digest(candidate.encode("ascii", "replace"), expected):
             return
     raise SignatureError("no matching v1 signature")
 
@@ -160,9 +158,7 @@ def encode_body(body: object) -> bytes:
     try:
         return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
-        raise FatalError(
-            "invalid_webhook_body", f"The webhook body is not JSON-serialisable: {exc}."
-        ) from exc
+        raise FatalError("invalid_webhook_body", f"The webhook body is not JSON-serialisable: {exc}.") from exc
 
 
 def _caller_headers(headers: Mapping[str, str] | None) -> dict[str, str]:

@@ -61,9 +61,7 @@ class Answer:
     drop: bool = False
 
 
-def error_answer(
-    code: str, *, status: int | None = None, detail: str | None = None, **headers: str
-) -> Answer:
+def error_answer(code: str, *, status: int | None = None, detail: str | None = None, **headers: str) -> Answer:
     """Telnyx's error body for ``code``; ``headers`` e.g. Retry_After="3" (underscores -> dashes)."""
     default_status, title, default_detail = ERROR_CATALOG.get(code, (400, "Error", "Request failed."))
     body = {
@@ -124,11 +122,7 @@ class TelnyxFake:
     def messages(self) -> list[tuple[str, str]]:
         """(to, text) of every request that Telnyx would have accepted."""
         with self._lock:
-            return [
-                (r.json["to"], r.json["text"])
-                for r, ok in zip(self.requests, self._accepted, strict=True)
-                if ok
-            ]
+            return [(r.json["to"], r.json["text"]) for r, ok in zip(self.requests, self._accepted, strict=True) if ok]
 
     # -- internals -------------------------------------------------------------------------------
 

@@ -156,9 +156,7 @@ def test_text_only_mail(harness: Harness) -> None:
 
 def test_an_unverified_sender_is_fatal(harness: Harness) -> None:
     provider = SesEmailProvider(harness.client, harness.source)
-    msg = EmailMessage(
-        to=["oncall@example.com"], subject="s", text="t", source="nobody@unverified.example.net"
-    )
+    msg = EmailMessage(to=["oncall@example.com"], subject="s", text="t", source="nobody@unverified.example.net")
     with pytest.raises(FatalError) as caught:
         provider.send(msg, idempotency_key="k")
     assert caught.value.code == "ses_message_rejected"
@@ -271,9 +269,7 @@ def _client_error(code: str, status: int, message: str = "boom") -> ClientError:
         (ParamValidationError(report="bad"), FatalError, "invalid_email"),
     ],
 )
-def test_ses_errors_are_classified(
-    error: Exception, expected_type: type[JobError], expected_code: str
-) -> None:
+def test_ses_errors_are_classified(error: Exception, expected_type: type[JobError], expected_code: str) -> None:
     client = Mock(spec=["send_email"])
     client.send_email.side_effect = error
     provider = SesEmailProvider(client, "alerts@herald.example.com")

@@ -101,9 +101,7 @@ class Logs:
     """What the test logged: ``ours`` is Herald's Powertools JSON lines, ``everything`` adds the
     stdlib loggers at DEBUG (botocore, urllib3) and raw stdout/stderr."""
 
-    def __init__(
-        self, buffer: io.StringIO, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
-    ):
+    def __init__(self, buffer: io.StringIO, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
         self._buffer, self._capsys, self._caplog = buffer, capsys, caplog
         self._out = ""
 
@@ -201,9 +199,7 @@ def _telnyx_fake(closed_port: int) -> Iterator[Harness]:
             return [text for phone, text in fake.messages() if phone == to]
 
         def unreachable() -> SmsProvider:
-            return TelnyxSmsProvider(
-                API_KEY, PROFILE_ID, FROM, f"http://127.0.0.1:{closed_port}", FAST_TIMEOUT
-            )
+            return TelnyxSmsProvider(API_KEY, PROFILE_ID, FROM, f"http://127.0.0.1:{closed_port}", FAST_TIMEOUT)
 
         provider = TelnyxSmsProvider(API_KEY, PROFILE_ID, FROM, base_url=fake.base_url, timeout=FAST_TIMEOUT)
         yield Harness(provider, "telnyx", delivered, unreachable)
@@ -484,9 +480,7 @@ def test_sns_publishes_a_transactional_sms_to_the_number(sns: Any) -> None:
         {
             "PhoneNumber": "+15551234567",
             "Message": "hi",
-            "MessageAttributes": {
-                "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}
-            },
+            "MessageAttributes": {"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}},
         }
     ]
 
@@ -509,9 +503,7 @@ def test_sns_publishes_a_transactional_sms_to_the_number(sns: Any) -> None:
         ("SomethingNew", 429, RetryableError),
     ],
 )
-def test_sns_errors_are_classified(
-    aws_code: str, status: int, expected: type[JobError], aws_env: None
-) -> None:
+def test_sns_errors_are_classified(aws_code: str, status: int, expected: type[JobError], aws_env: None) -> None:
     client = boto3.client("sns", region_name=REGION)
     with Stubber(client) as stub:
         stub.add_client_error("publish", aws_code, "Invalid parameter: PhoneNumber +15551234567", status)
@@ -543,9 +535,7 @@ def put_telnyx(
 
 def count_calls(client: Any, operation: str) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
-    client.meta.events.register(
-        f"provide-client-params.ssm.{operation}", lambda params, **_: calls.append(params)
-    )
+    client.meta.events.register(f"provide-client-params.ssm.{operation}", lambda params, **_: calls.append(params))
     return calls
 
 

@@ -89,9 +89,7 @@ def test_2xx_is_success_and_the_receiver_gets_the_signed_body_once(
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
-def test_every_2xx_is_success(
-    receiver: WebhookReceiver, deliverer: WebhookDeliverer, secret: str, status: int
-) -> None:
+def test_every_2xx_is_success(receiver: WebhookReceiver, deliverer: WebhookDeliverer, secret: str, status: int) -> None:
     receiver.script(Reply(status))
     assert deliverer.deliver(receiver.url, BODY, msg_id="m", secret=secret)["status_code"] == status
 
@@ -135,9 +133,7 @@ def test_caller_headers_are_sent_but_cannot_override_the_signature_or_framing(
     assert request.signature_ok is True
 
 
-def test_a_caller_user_agent_replaces_ours(
-    receiver: WebhookReceiver, deliverer: WebhookDeliverer, secret: str
-) -> None:
+def test_a_caller_user_agent_replaces_ours(receiver: WebhookReceiver, deliverer: WebhookDeliverer, secret: str) -> None:
     deliverer.deliver(receiver.url, BODY, {"User-Agent": "acme-bridge/2"}, msg_id="m", secret=secret)
     [request] = receiver.wait_for(1)
     assert request.headers["user-agent"] == "acme-bridge/2"
@@ -166,9 +162,7 @@ def test_a_large_response_body_is_not_read_past_the_limit(secret: str) -> None:
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 413, 422])
-def test_4xx_is_fatal(
-    receiver: WebhookReceiver, deliverer: WebhookDeliverer, secret: str, status: int
-) -> None:
+def test_4xx_is_fatal(receiver: WebhookReceiver, deliverer: WebhookDeliverer, secret: str, status: int) -> None:
     receiver.script(Reply(status, {"Content-Type": "application/json"}, b'{"error":"nope"}'))
     with pytest.raises(FatalError) as caught:
         deliverer.deliver(receiver.url, BODY, msg_id="m", secret=secret)
@@ -199,9 +193,7 @@ def test_retry_after_seconds_is_honoured(
     assert caught.value.retry_after == 7.0
 
 
-def test_retry_after_http_date_is_honoured(
-    receiver: WebhookReceiver, deliverer: WebhookDeliverer, secret: str
-) -> None:
+def test_retry_after_http_date_is_honoured(receiver: WebhookReceiver, deliverer: WebhookDeliverer, secret: str) -> None:
     when = format_datetime(datetime.fromtimestamp(time.time() + 120, tz=UTC), usegmt=True)
     receiver.script(Reply(503, {"Retry-After": when}))
     with pytest.raises(RetryableError) as caught:
@@ -209,9 +201,7 @@ def test_retry_after_http_date_is_honoured(
     assert caught.value.retry_after == pytest.approx(120, abs=3)
 
 
-def test_retry_after_on_a_500_is_ignored(
-    receiver: WebhookReceiver, deliverer: WebhookDeliverer, secret: str
-) -> None:
+def test_retry_after_on_a_500_is_ignored(receiver: WebhookReceiver, deliverer: WebhookDeliverer, secret: str) -> None:
     receiver.script(Reply(500, {"Retry-After": "30"}))
     with pytest.raises(RetryableError) as caught:
         deliverer.deliver(receiver.url, BODY, msg_id="m", secret=secret)
@@ -331,9 +321,7 @@ def test_an_unusable_secret_is_fatal_before_connecting(
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "127.1", "0.0.0.0"])
-def test_private_targets_are_refused_before_connecting(
-    receiver: WebhookReceiver, secret: str, host: str
-) -> None:
+def test_private_targets_are_refused_before_connecting(receiver: WebhookReceiver, secret: str, host: str) -> None:
     # GIVEN a stage that does not allow private targets
     deliverer = WebhookDeliverer(allow_private=False)
     # WHEN a job aims at the loopback receiver
@@ -432,9 +420,7 @@ def test_https_uses_sni_and_verifies_the_certificate_for_the_urls_name(
 
         # AND a name the certificate does not cover fails TLS verification (retryable)
         with pytest.raises(RetryableError) as caught:
-            deliverer.deliver(
-                f"https://other.example.test:{receiver.port}/hook", BODY, msg_id="m", secret=secret
-            )
+            deliverer.deliver(f"https://other.example.test:{receiver.port}/hook", BODY, msg_id="m", secret=secret)
         assert caught.value.code == "tls_error"
 
 
@@ -446,8 +432,6 @@ def test_https_refuses_an_untrusted_certificate(tls_files: tuple[Path, Path], se
         # The default trust store does not know our self-signed certificate.
         deliverer = WebhookDeliverer(allow_private=True, resolver=lambda host, port: ["127.0.0.1"])
         with pytest.raises(RetryableError) as caught:
-            deliverer.deliver(
-                f"https://hooks.example.test:{receiver.port}/hook", BODY, msg_id="m", secret=secret
-            )
+            deliverer.deliver(f"https://hooks.example.test:{receiver.port}/hook", BODY, msg_id="m", secret=secret)
         assert caught.value.code == "tls_error"
         assert receiver.requests == []

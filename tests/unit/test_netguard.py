@@ -315,9 +315,7 @@ def test_pinned_connection_targets_the_vetted_ip_not_the_name() -> None:
     assert conn._server_hostname == "hooks.example.com"  # type: ignore[attr-defined]
     assert conn.sock is None  # nothing opened
 
-    plain = pinned_connection(
-        vet_url("http://hooks.example.com:8080/", False, PUBLIC), "93.184.216.34", timeout=1
-    )
+    plain = pinned_connection(vet_url("http://hooks.example.com:8080/", False, PUBLIC), "93.184.216.34", timeout=1)
     assert type(plain) is http.client.HTTPConnection
     assert (plain.host, plain.port) == ("93.184.216.34", 8080)
 
