@@ -84,6 +84,8 @@ class Settings:
     escalation_backoff_s: int = 5
     # How many records of one SQS batch a worker runs at once (threads: the work is I/O).
     worker_concurrency: int = 10
+    # Finished alert and escalation records are kept at least this long: the monthly digest counts them.
+    alert_retention_days: int = 35
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -114,6 +116,7 @@ class Settings:
             escalation_max_attempts=_int(env, "HERALD_ESCALATION_MAX_ATTEMPTS", 3, 1, 10),
             escalation_backoff_s=_int(env, "HERALD_ESCALATION_BACKOFF_S", 5, 1, 3600),
             worker_concurrency=_int(env, "HERALD_WORKER_CONCURRENCY", 10, 1, 64),
+            alert_retention_days=_int(env, "HERALD_ALERT_RETENTION_DAYS", 35, 32, 400),
         )
 
     def queue_name(self, priority: str) -> str:

@@ -77,7 +77,9 @@ def build(config: Settings | None = None) -> Services:
     ddb = aws.client("dynamodb")
     sqs = aws.client("sqs")
     store = JobStore(
-        ddb, config.table_name, retention=Retention(config.completed_retention_days, config.dead_retention_days)
+        ddb,
+        config.table_name,
+        retention=Retention(config.completed_retention_days, config.dead_retention_days, config.alert_retention_days),
     )
     queue = JobQueue(sqs, config)
     return Services(

@@ -59,10 +59,20 @@ class BadCursor(ValueError):
     pass
 
 
+# Job types the email digests count: their finished records must outlive the longest digest
+# period (a monthly digest, sent after its month ends, reads records up to 31 days old).
+DIGEST_COUNTED_TYPES = frozenset({"sms", "escalation"})
+
+
 @dataclass(frozen=True)
 class Retention:
     completed_days: int = 7
     dead_days: int = 30
+    alert_days: int = 35  # at least, for DIGEST_COUNTED_TYPES
+
+    def days(self, job_type: str, status: str) -> int:
+        days = self.dead_days if status == "dead" else self.completed_days
+        return max(days, self.alert_days) if job_type in DIGEST_COUNTED_TYPES else days
 
 
 def _job_to_item(job: Job) -> dict[str, Any]:
@@ -410,8 +420,7 @@ class JobStore:
         return self._update(
             org_id,
             job_id,
-            "SET #s = :active, attempts = attempts + :one, started_at = :now, lease_until = :lease, "
-            "updated_at = :now",
+            "SET #s = :active, attempts = attempts + :one, started_at = :now, lease_until = :lease, updated_at = :now",
             condition,
             active="active",
             one=1,
@@ -442,10 +451,10 @@ class JobStore:
         )
 
     def complete(self, job: Job, result: dict[str, Any] | None) -> Job | None:
-        return self._finish(job, "completed", self._retention.completed_days, result, None)
+        return self._finish(job, "completed", self._retention.days(job.type, "completed"), result, None)
 
     def kill(self, job: Job, error: dict[str, Any]) -> Job | None:
-        return self._finish(job, "dead", self._retention.dead_days, None, error)
+        return self._finish(job, "dead", self._retention.days(job.type, "dead"), None, error)
 
     def mark_failed(self, job: Job, error: dict[str, Any], retry_at: datetime) -> Job | None:
         """An attempt failed and another will follow at `retry_at`."""

@@ -21,10 +21,10 @@ import functools
 import random
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -324,7 +324,7 @@ def _concurrent_batch_processor() -> type:
             super().__init__(**kwargs)
             self._concurrency = concurrency
 
-        def process(self) -> list[tuple]:
+        def process(self) -> list[tuple[Any, ...]]:
             workers = min(self._concurrency, len(self.records))
             if workers <= 1:
                 return super().process()
@@ -333,8 +333,7 @@ def _concurrent_batch_processor() -> type:
             # Anything it lets through (SystemExit) is re-raised here, after every record ended.
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="record") as pool:
                 futures = [
-                    pool.submit(contextvars.copy_context().run, self._process_record, record)
-                    for record in self.records
+                    pool.submit(contextvars.copy_context().run, self._process_record, record) for record in self.records
                 ]
             return [future.result() for future in futures]
 
