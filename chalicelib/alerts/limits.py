@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,12 +110,23 @@ def reserve_for(rate_per_s: int) -> int:
 
 
 class TokenBucket:
-    """A token bucket in one DynamoDB item: `burst` tokens at most, `rate` added per second."""
+    """A token bucket in one DynamoDB item: `burst` tokens at most, `rate` added per second.
+
+    Lambdas race on the item with a version condition. Within one process, where a batch's records
+    run on threads, takers of the same bucket queue on a lock instead: ten threads reading the
+    same version would leave nine to retry, and after MAX_RACES defer their SMS for nothing.
+    """
 
     def __init__(self, ddb: Any, table: str, clock: Clock = utcnow) -> None:
         self._ddb = ddb
         self._table = table
         self._clock = clock
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.Lock())
 
     def take(self, name: str, rate_per_s: float, burst: float, reserve: float = 0.0) -> float | None:
         """Take one token: None when taken, else the seconds to wait before trying again.
@@ -124,6 +136,10 @@ class TokenBucket:
         """
         if rate_per_s <= 0 or burst < 1:
             raise ValueError("a token bucket needs a positive rate and room for at least one token")
+        with self._lock(name):
+            return self._take(name, rate_per_s, burst, reserve)
+
+    def _take(self, name: str, rate_per_s: float, burst: float, reserve: float) -> float | None:
         key = to_item({"pk": f"BUCKET#{name}", "sk": "BUCKET"})
         capacity, need = int(burst * 1000), int((1 + reserve) * 1000)
         for _ in range(MAX_RACES):

@@ -146,3 +146,33 @@ def test_concurrent_takers_never_get_more_than_the_burst(bucket: TokenBucket) ->
 @pytest.mark.parametrize(("rate", "reserve"), [(1, 0), (2, 1), (4, 1), (20, 5), (100, 25)])
 def test_the_reserve_is_a_quarter_but_never_the_whole_bucket(rate: int, reserve: int) -> None:
     assert reserve_for(rate) == reserve
+
+
+def test_threads_of_one_process_taking_from_one_bucket_never_race_each_other(svc: Services, clock: FakeClock) -> None:
+    """A batch's records run on threads: ten SMS at once, with room for all, all get a token."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    class SlowReads:  # every reader sees the same version unless the takers queue
+        def __init__(self, ddb: object) -> None:
+            self._ddb = ddb
+
+        def get_item(self, **kwargs: object) -> object:
+            got = self._ddb.get_item(**kwargs)  # type: ignore[attr-defined]
+            time.sleep(0.02)
+            return got
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._ddb, name)
+
+    shared = TokenBucket(SlowReads(svc.ddb), svc.settings.table_name, clock=clock)
+    start = threading.Barrier(10)
+
+    def take(_: int) -> float | None:
+        start.wait()
+        return shared.take("sms:sns", rate_per_s=20, burst=20)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        waits = list(pool.map(take, range(10)))
+    assert waits == [None] * 10
