@@ -62,6 +62,31 @@ POLL_SECONDS = 0.05  # how often a wait looks at the process; a result returns a
 _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-lambda-spawner")
 
 
+def prune_finished_threads() -> int:
+    """Forget LocalStack's finished threads; how many were dropped.
+
+    LocalStack starts a thread per invocation (to record its CloudWatch metric) and keeps every
+    thread it starts in ``localstack.utils.threads.TMP_THREADS``, for its shutdown hook, forever.
+    On Python 3.13 a finished thread that is still referenced and never joined keeps its stack
+    mapped (two memory mappings): after about 32,000 invocations LocalStack reaches the kernel's
+    ``vm.max_map_count`` and can start no thread at all. A finished thread needs no shutdown, so
+    dropping it from the list loses nothing; its stack goes with its last reference.
+    """
+    from localstack.utils import threads
+
+    dropped = 0
+    try:
+        for entry in list(threads.TMP_THREADS):
+            # The list also holds other things with a shutdown (thread pools): left alone.
+            if isinstance(entry, threading.Thread) and not entry.is_alive():
+                with contextlib.suppress(ValueError):  # another invoke pruned it first
+                    threads.TMP_THREADS.remove(entry)
+                    dropped += 1
+    except Exception:  # housekeeping must never fail an invocation
+        LOG.exception("pruning LocalStack's finished threads failed")
+    return dropped
+
+
 def runtime_interpreters() -> dict[str, str]:
     """Parse HERALD_LAMBDA_RUNTIMES on each call, so a bad value shows in the version's reason."""
     raw = os.environ.get(RUNTIMES_ENV, "").strip() or "{}"
@@ -244,6 +269,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         """
         if self.stopped:
             raise LambdaRuntimeException(f"Execution environment {self.id} is stopped")
+        prune_finished_threads()
         if self.process is None or self.process.poll() is not None:
             self._kill()  # killed by a timeout or exited: reset, like the RIE (a cold start)
             self._spawn()
