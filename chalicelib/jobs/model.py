@@ -95,6 +95,19 @@ class Envelope:
     # worker could not record it (the table was unreachable). Its receive records it; nothing runs.
     outcome: dict[str, Any] | None = None
 
+    @classmethod
+    def of(cls, job: Job, *, attempt: int | None = None, outcome: dict[str, Any] | None = None) -> Envelope:
+        """The envelope of `job` (its current attempt unless `attempt` says another)."""
+        return cls(
+            job_id=job.job_id,
+            org_id=job.org_id,
+            type=job.type,
+            run_at=job.run_at,
+            correlation_id=job.correlation_id,
+            attempt=job.attempts if attempt is None else attempt,
+            outcome=outcome,
+        )
+
     def to_json(self) -> str:
         body: dict[str, Any] = {
             "v": self.version,

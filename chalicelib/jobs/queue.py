@@ -35,14 +35,7 @@ class JobQueue:
         return max(0, min(int(remaining + 0.999), self._settings.max_queue_delay_s))
 
     def send(self, job: Job, attempt: int | None = None) -> str:
-        envelope = Envelope(
-            job_id=job.job_id,
-            org_id=job.org_id,
-            type=job.type,
-            run_at=job.run_at,
-            correlation_id=job.correlation_id,
-            attempt=job.attempts if attempt is None else attempt,
-        )
+        envelope = Envelope.of(job, attempt=attempt)
         response = self._sqs.send_message(
             QueueUrl=self.url_of(self._settings.queue_name(job.priority)),
             MessageBody=envelope.to_json(),
@@ -57,15 +50,7 @@ class JobQueue:
     def send_outcome(self, job: Job, result: dict[str, Any] | None, delay_s: int, max_bytes: int) -> str:
         """Put the outcome of the job's current attempt on its queue (an outcome message: see
         `Envelope.outcome`), delivered after `delay_s`. ValueError when it would exceed `max_bytes`."""
-        body = Envelope(
-            job_id=job.job_id,
-            org_id=job.org_id,
-            type=job.type,
-            run_at=job.run_at,
-            correlation_id=job.correlation_id,
-            attempt=job.attempts,
-            outcome={"status": "completed", "result": result},
-        ).to_json()
+        body = Envelope.of(job, outcome={"status": "completed", "result": result}).to_json()
         if len(body.encode()) > max_bytes:
             raise ValueError(f"the outcome message would be over {max_bytes} bytes")
         response = self._sqs.send_message(
@@ -83,14 +68,7 @@ class JobQueue:
     def batch_entry(self, job: Job, entry_id: str) -> dict[str, Any]:
         """The message `send` would send, as one SendMessageBatch entry (fan-outs send ten per
         call). The caller groups entries by `job.priority`'s queue (`queue_url`)."""
-        envelope = Envelope(
-            job_id=job.job_id,
-            org_id=job.org_id,
-            type=job.type,
-            run_at=job.run_at,
-            correlation_id=job.correlation_id,
-            attempt=job.attempts,
-        )
+        envelope = Envelope.of(job)
         return {
             "Id": entry_id,
             "MessageBody": envelope.to_json(),

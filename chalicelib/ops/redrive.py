@@ -467,14 +467,7 @@ class RedriveService:
     def _restore(self, ref: QueueRef, job: Job, entry: dict[str, Any]) -> None:
         """Put a fresh envelope of the job into the DLQ (its message there was lost)."""
         error = job.error or entry.get("last_error") or {}
-        body = Envelope(
-            job_id=job.job_id,
-            org_id=job.org_id,
-            type=job.type,
-            run_at=job.run_at,
-            correlation_id=job.correlation_id,
-            attempt=job.attempts,
-        ).to_json()
+        body = Envelope.of(job).to_json()
         message_id = self._queue.dead_letter(
             ref.priority,
             body,
