@@ -14,6 +14,8 @@ The facts it relies on are in shared/docs/local-cloud.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -412,6 +414,23 @@ def status() -> int:
     return 0 if ls and ddb else 1
 
 
+@contextlib.contextmanager
+def exclusive(run_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    """One `install`/`up`/`down` at a time per checkout: two sessions starting the cloud at once
+    would both start DynamoDB Local, and the pid file would name the one that lost the port.
+    The second waits, then finds the cloud up (or down) and has nothing left to do. The lock is
+    the kernel's (flock): it goes with the process, however that ends."""
+    run_dir = run_dir or RUN
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "cloud.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("another cloud.py is installing, starting or stopping the local cloud: waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["install", "up", "down", "status"])
@@ -419,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "status":
             return status()
-        {"install": install, "up": up, "down": down}[args.command]()
+        with exclusive():
+            {"install": install, "up": up, "down": down}[args.command]()
     except Problem as problem:
         print(f"\nerror: {problem}\n", file=sys.stderr)
         return 1

@@ -58,3 +58,29 @@ def test_an_unchanged_install_is_recognised_by_its_fingerprint(tmp_path):
     a = cloud._fingerprint("x", ROOT / "localstack" / "constraints.txt")
     assert a == cloud._fingerprint("x", ROOT / "localstack" / "constraints.txt")
     assert a != cloud._fingerprint("y", ROOT / "localstack" / "constraints.txt")
+
+
+def test_a_second_launcher_waits_for_the_first_instead_of_racing_it(tmp_path, capsys):
+    import time
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            f"h = open({str(tmp_path / 'cloud.lock')!r}, 'w'); fcntl.flock(h, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True); time.sleep(1.0)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    with cloud.exclusive(tmp_path):
+        waited = time.monotonic() - started
+    holder.wait(timeout=10)
+    assert waited > 0.5
+    assert "waiting for it" in capsys.readouterr().out
+    with cloud.exclusive(tmp_path):  # free again: no wait, no message
+        pass
+    assert "waiting" not in capsys.readouterr().out
