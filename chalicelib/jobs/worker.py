@@ -173,25 +173,15 @@ class Worker:
             self._queue.send(job)
             logger.info("job not due yet: next hop sent", extra={"run_at": job.run_at.isoformat()})
             return Outcome("deferred", job.job_id)
-        started = self._store.begin_attempt(job.org_id, job.job_id, lease_s=lease_s)
-        if started is None:
-            return self._not_started(job, record, priority, lease_s)
-        return self._run(started, record, priority)
-
-    def _not_started(self, job: Job, record: SQSRecord, priority: str, lease_s: int) -> Outcome:
-        """begin_attempt's condition failed. A final job: drop the message. Otherwise keep it:
-        the job is `active` under a lease (a duplicate delivery while another invocation runs it,
-        or this very attempt, applied by DynamoDB but its answer lost and the SDK's retry refused),
-        or it changed meanwhile. Dropping the message could leave a job `active` with no message
-        left to finish it; hidden until the lease has run out, it comes back and either finds the
-        job final (dropped then) or takes over the expired lease."""
-        current = self._store.get(job.org_id, job.job_id)
-        if current is None or current.is_final:
-            logger.info("job not startable (cancelled or final): message dropped")
-            return Outcome("skipped", job.job_id)
-        wait = lease_s + 1 if current.status == "active" else 1
+        # Not final, of its type and due, yet the start above was refused: the job is `active`
+        # under a live lease (a duplicate delivery while another invocation runs it, or this very
+        # attempt, applied by DynamoDB with its answer lost and the SDK's retry refused), or it
+        # changed in between. Dropping the message could leave a job `active` with nothing left
+        # to finish it: it is kept, hidden until the lease has run out (a second otherwise), and
+        # comes back to find the job final (dropped then) or to take over the expired lease.
+        wait = lease_s + 1 if job.status == "active" else 1
         self._queue.retry_after(priority, record.receipt_handle, wait)
-        logger.info("job not startable now: message kept", extra={"status": current.status, "retry_in_s": wait})
+        logger.info("job not startable now: message kept", extra={"status": job.status, "retry_in_s": wait})
         raise RetryLater("job_busy")
 
     def _run(self, job: Job, record: SQSRecord, priority: str) -> Outcome:

@@ -374,3 +374,16 @@ def test_a_message_whose_type_is_not_the_jobs_never_starts_it(h):
     message["Body"] = json.dumps(body)
     h.run([message])
     assert h.job(job.job_id).status == "queued" and h.job(job.job_id).attempts == 0 and h.effects == []
+
+
+def test_a_duplicate_of_a_running_job_costs_one_refused_start_and_one_read(h, monkeypatch):
+    job = h.enqueue()
+    messages = h.receive()
+    assert h.store.begin_attempt("org-a", job.job_id, lease_s=90) is not None  # running elsewhere
+    calls: list[str] = []
+    for name in ("begin_attempt", "get"):
+        original = getattr(h.store, name)
+        monkeypatch.setattr(h.store, name, lambda *a, _n=name, _o=original, **k: calls.append(_n) or _o(*a, **k))
+    response = h.run(messages)
+    assert len(response["batchItemFailures"]) == 1  # kept, not dropped
+    assert calls == ["begin_attempt", "get"]
