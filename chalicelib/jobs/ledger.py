@@ -8,12 +8,16 @@ ledger, and the DLQ's own depth (from GetQueueAttributes) keeps the two honest.
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from chalicelib.clock import Clock, iso, utcnow
 from chalicelib.ddb import decode_cursor, encode_cursor, from_item, is_condition_failure, to_item, values
+
+if TYPE_CHECKING:
+    from chalicelib.jobs.model import Job
+    from chalicelib.jobs.queue import JobQueue
 
 
 def ledger_pk(queue: str) -> str:
@@ -43,6 +47,25 @@ class DeadLetterLedger:
         self._ddb = ddb
         self._table = table
         self._clock = clock
+
+    def bury(self, queue: JobQueue, priority: str, job: Job, body: str, error: dict[str, Any]) -> str:
+        """A dead job's message `body` into its priority's DLQ, then its entry here (what the API
+        lists and redrive works from); the DLQ message's id. The job record says `dead` already."""
+        message_id = queue.dead_letter(
+            priority,
+            body,
+            {"job_id": job.job_id, "org_id": job.org_id, "type": job.type, "error_code": str(error.get("code", ""))},
+        )
+        self.record(
+            queue.queue_name(priority),
+            org_id=job.org_id,
+            job_id=job.job_id,
+            job_type=job.type,
+            attempts=job.attempts,
+            error=error,
+            message_id=message_id,
+        )
+        return message_id
 
     def record(
         self,

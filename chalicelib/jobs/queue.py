@@ -35,17 +35,7 @@ class JobQueue:
         return max(0, min(int(remaining + 0.999), self._settings.max_queue_delay_s))
 
     def send(self, job: Job, attempt: int | None = None) -> str:
-        envelope = Envelope.of(job, attempt=attempt)
-        response = self._sqs.send_message(
-            QueueUrl=self.url_of(self._settings.queue_name(job.priority)),
-            MessageBody=envelope.to_json(),
-            DelaySeconds=self.delay_for(job.run_at),
-            # Fair queues: on AWS, a standard queue with message groups keeps one noisy org
-            # from starving the others. LocalStack accepts and stores it, without the fairness.
-            MessageGroupId=job.org_id,
-            MessageAttributes=_attributes(job.org_id, job.type, job.job_id),
-        )
-        return str(response["MessageId"])
+        return self._send(job, Envelope.of(job, attempt=attempt).to_json(), self.delay_for(job.run_at))
 
     def send_outcome(self, job: Job, result: dict[str, Any] | None, delay_s: int, max_bytes: int) -> str:
         """Put the outcome of the job's current attempt on its queue (an outcome message: see
@@ -53,14 +43,22 @@ class JobQueue:
         body = Envelope.of(job, outcome={"status": "completed", "result": result}).to_json()
         if len(body.encode()) > max_bytes:
             raise ValueError(f"the outcome message would be over {max_bytes} bytes")
+        return self._send(job, body, max(0, min(delay_s, self._settings.max_queue_delay_s)))
+
+    def _send(self, job: Job, body: str, delay_s: int) -> str:
         response = self._sqs.send_message(
-            QueueUrl=self.url_of(self._settings.queue_name(job.priority)),
+            QueueUrl=self.queue_url(job.priority),
             MessageBody=body,
-            DelaySeconds=max(0, min(delay_s, self._settings.max_queue_delay_s)),
+            DelaySeconds=delay_s,
+            # Fair queues: on AWS, a standard queue with message groups keeps one noisy org
+            # from starving the others. LocalStack accepts and stores it, without the fairness.
             MessageGroupId=job.org_id,
             MessageAttributes=_attributes(job.org_id, job.type, job.job_id),
         )
         return str(response["MessageId"])
+
+    def queue_name(self, priority: str) -> str:
+        return self._settings.queue_name(priority)
 
     def queue_url(self, priority: str) -> str:
         return self.url_of(self._settings.queue_name(priority))

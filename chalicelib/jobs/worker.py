@@ -267,20 +267,7 @@ class Worker:
         if self._store.kill(job, error) is None:
             logger.warning("job changed while it ran (lease taken over); not dead-lettered")
             return
-        message_id = self._queue.dead_letter(
-            priority,
-            record.body,
-            {"job_id": job.job_id, "org_id": job.org_id, "type": job.type, "error_code": str(error["code"])},
-        )
-        self._ledger.record(
-            self._settings.queue_name(priority),
-            org_id=job.org_id,
-            job_id=job.job_id,
-            job_type=job.type,
-            attempts=job.attempts,
-            error=error,
-            message_id=message_id,
-        )
+        self._ledger.bury(self._queue, priority, job, record.body, error)
         self._count("JobsDead", job)
         logger.error("job dead", extra={"error": error, "attempts": job.attempts})
 

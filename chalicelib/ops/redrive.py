@@ -467,21 +467,7 @@ class RedriveService:
     def _restore(self, ref: QueueRef, job: Job, entry: dict[str, Any]) -> None:
         """Put a fresh envelope of the job into the DLQ (its message there was lost)."""
         error = job.error or entry.get("last_error") or {}
-        body = Envelope.of(job).to_json()
-        message_id = self._queue.dead_letter(
-            ref.priority,
-            body,
-            {"job_id": job.job_id, "org_id": job.org_id, "type": job.type, "error_code": str(error.get("code", ""))},
-        )
-        self._ledger.record(
-            ref.name,
-            org_id=job.org_id,
-            job_id=job.job_id,
-            job_type=job.type,
-            attempts=job.attempts,
-            error=error,
-            message_id=message_id,
-        )
+        self._ledger.bury(self._queue, ref.priority, job, Envelope.of(job).to_json(), error)
 
     # --- filtered: receive, pick, send, delete --------------------------------------------
 
