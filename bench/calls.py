@@ -40,6 +40,9 @@ PRICES = {
 PRICES_DATE = "2026-11-26"
 LAMBDA_GB = 0.5  # .chalice/config.json: lambda_memory_size 512
 BATCH = 10  # event source mapping batch size: one worker invocation, one receive, one delete per 10 jobs
+LAMBDA_INVOCATIONS = 1 + 1 / BATCH  # per job: the API's own, and a tenth of a worker's
+# Lambda time's price: USD per millisecond of Lambda time, per million jobs (at LAMBDA_GB).
+LAMBDA_USD_PER_MS_PER_MILLION = LAMBDA_GB * PRICES["lambda_gb_second"] / 1000 * 1e6
 
 # The floor (docs/benchmarks.md): what any durable, observable job needs, per job.
 #   API: 1 write (the job record: GET /v1/jobs/{id} must find it) + 1 SendMessage
@@ -104,13 +107,13 @@ class PerJob:
         return ", ".join(f"{key} {n:g}" for key, n in sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def cost_per_million(calls_sqs: float, wru: float, rru: float, lambda_ms: float) -> float:
-    """USD per million jobs: API Gateway + Lambda (1 API + 1/10 worker invocation, GB-s) + SQS + DynamoDB."""
+def cost_per_million(calls_sqs: float, wru: float, rru: float) -> float:
+    """USD per million jobs, requests only: API Gateway + Lambda (1 API + 1/10 worker invocation) + SQS
+    + DynamoDB. Lambda time is priced apart (LAMBDA_USD_PER_MS_PER_MILLION)."""
     p = PRICES
     per_job = (
         p["apigw_rest_per_million"] / 1e6
-        + (1 + 1 / BATCH) * p["lambda_request_per_million"] / 1e6
-        + lambda_ms / 1000 * LAMBDA_GB * p["lambda_gb_second"]
+        + LAMBDA_INVOCATIONS * p["lambda_request_per_million"] / 1e6
         + calls_sqs * p["sqs_per_million"] / 1e6
         + wru * p["ddb_wru_per_million"] / 1e6
         + rru * p["ddb_rru_per_million"] / 1e6
@@ -259,13 +262,13 @@ def run(stack: Stack, per_kind: int) -> list[Figure]:
     finally:
         receiver.stop()
 
+    prices = PRICES
     for kind in kinds:
         r = results[kind.name]
         # Requests only: the Lambda duration measured here is this machine's (local DynamoDB and SQS,
         # shared cores), not AWS's; its price per millisecond is in the note.
-        floor_cost = cost_per_million(FLOOR_SQS, FLOOR_WRU, 0.0, 0.0)
-        cost = cost_per_million(r.sqs_calls(), r.wru(), r.rru(), 0.0)
-        per_ms = cost_per_million(0, 0, 0, 1.0) - cost_per_million(0, 0, 0, 0.0)
+        floor_cost = cost_per_million(FLOOR_SQS, FLOOR_WRU, 0.0)
+        cost = cost_per_million(r.sqs_calls(), r.wru(), r.rru())
         say(
             f"calls: {kind.name}: {r.calls():.1f} AWS calls per job (floor {kind.floor:.1f}): {r.breakdown()}; "
             f"DynamoDB {r.wru():.1f} WRU + {r.rru():.1f} RRU; API {r.api_ms:.0f} ms, worker {r.worker_ms:.0f} ms "
@@ -286,11 +289,15 @@ def run(stack: Stack, per_kind: int) -> list[Figure]:
                 cost,
                 "USD",
                 floor_cost,
-                note=f"requests: API Gateway + 1.1 Lambda invocations + {r.sqs_calls():.1f} SQS requests + "
-                f"{r.wru():.1f} WRU + {r.rru():.1f} RRU (floor: 1.2 SQS, 6 WRU); list prices us-east-1 {PRICES_DATE}: "
-                f"API Gateway REST $3.50/M, Lambda $0.20/M, SQS $0.40/M, DynamoDB on-demand $0.625/M WRU, $0.125/M "
-                f"RRU; plus Lambda time, ${per_ms:.4f} per ms per job at 512 MB (here {r.api_ms + r.worker_ms:.0f} ms "
-                f"in-process, local and loaded); SNS/SES message fees excluded",
+                note=f"requests: API Gateway + {LAMBDA_INVOCATIONS:g} Lambda invocations + {r.sqs_calls():.1f} SQS "
+                f"requests + {r.wru():.1f} WRU + {r.rru():.1f} RRU (floor: {FLOOR_SQS:g} SQS, {FLOOR_WRU:g} WRU); "
+                f"list prices us-east-1 {PRICES_DATE}: API Gateway REST ${prices['apigw_rest_per_million']:.2f}/M, "
+                f"Lambda ${prices['lambda_request_per_million']:.2f}/M, SQS ${prices['sqs_per_million']:.2f}/M, "
+                f"DynamoDB on-demand ${prices['ddb_wru_per_million']:.3f}/M WRU, "
+                f"${prices['ddb_rru_per_million']:.3f}/M RRU; plus "
+                f"${LAMBDA_USD_PER_MS_PER_MILLION:.4f} per ms of Lambda time, per million jobs, at "
+                f"{LAMBDA_GB * 1024:g} MB (here {r.api_ms + r.worker_ms:.0f} ms in-process, local and loaded); "
+                "SNS/SES message fees excluded",
             )
         )
     return figures

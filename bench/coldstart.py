@@ -58,10 +58,10 @@ def _env(task: Path | None) -> dict[str, str]:
     }
 
 
-def time_import(task: Path | None, module: str, cwd: Path) -> float:
-    """Milliseconds to import `module` in a fresh runtime process (`task`: the package, or none)."""
-    result = subprocess.run(
-        [str(RUNTIME_PYTHON), "-c", TIMED.format(module=module)],
+def _runtime(task: Path | None, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The runtime venv's Python with `args`, in a Lambda-like environment (`task`: the package, or none)."""
+    return subprocess.run(
+        [str(RUNTIME_PYTHON), *args],
         cwd=cwd,
         env=_env(task),
         capture_output=True,
@@ -69,6 +69,11 @@ def time_import(task: Path | None, module: str, cwd: Path) -> float:
         timeout=120,
         check=False,
     )
+
+
+def time_import(task: Path | None, module: str, cwd: Path) -> float:
+    """Milliseconds to import `module` in a fresh runtime process (`task`: the package, or none)."""
+    result = _runtime(task, cwd, "-c", TIMED.format(module=module))
     if result.returncode != 0:
         raise BenchFailure(f"cold start: `import {module}` failed in the runtime venv:\n{result.stderr[-2000:]}")
     return float(result.stdout.strip().splitlines()[-1])
@@ -76,15 +81,9 @@ def time_import(task: Path | None, module: str, cwd: Path) -> float:
 
 def where_the_time_goes(task: Path, top: int = 8) -> list[tuple[str, float, str]]:
     """`-X importtime` of `import app`: self time summed by top-level package, with where it was loaded from."""
-    result = subprocess.run(
-        [str(RUNTIME_PYTHON), "-X", "importtime", "-c", "import app"],
-        cwd=task,
-        env=_env(task),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _runtime(task, task, "-X", "importtime", "-c", "import app")
+    if result.returncode != 0:
+        raise BenchFailure(f"cold start: `python -X importtime -c 'import app'` failed:\n{result.stderr[-2000:]}")
     by_package: dict[str, float] = defaultdict(float)
     for line in result.stderr.splitlines():
         match = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|\s*(\S+)", line)
@@ -117,10 +116,16 @@ def _variant(task: Path, into: Path, *, drop: tuple[str, ...] = (), compile_: bo
     shutil.copytree(task, copy, ignore=top_level)
     if compile_:
         # unchecked-hash: valid whatever the zip does to mtimes, as a package would ship them
-        subprocess.run(
+        result = subprocess.run(
             [str(RUNTIME_PYTHON), "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(copy)],
             capture_output=True,
+            text=True,
             check=False,
+        )
+        check(
+            result.returncode == 0,
+            f"cold start: compileall failed on the what-if package {copy.name}:\n"
+            f"{(result.stdout + result.stderr)[-2000:]}",
         )
     return copy
 

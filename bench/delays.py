@@ -186,16 +186,16 @@ def run(stack: Stack, quick: bool) -> list[Figure]:
                         raw[name].append(reply["received"] - (reply["sent"] + delay))
                         got.add(reply["probe"])
                     sqs.delete_message(QueueUrl=replies, ReceiptHandle=message["ReceiptHandle"])
-                states = job_records.statuses(stack.org_id, all_ids)
-                done = all(states.get(j) in ("completed", "dead", "cancelled") for j in all_ids)
-                if done and len(got) == len(sent):
+                records = job_records.records(stack.org_id, all_ids)
+                states = job_records.statuses_of(records)
+                pending = [j for j in all_ids if states.get(j) not in job_records.FINAL]
+                if not pending and len(got) == len(sent):
                     break
                 if time.monotonic() > deadline:
                     raise BenchFailure(
-                        f"delays: not done in time: jobs {job_records.summary(states, all_ids)}; "
-                        f"probes {len(got)} of {len(sent)} answered"
+                        f"delays: not done in time: jobs {job_records.summary(states, all_ids)} "
+                        f"(not final, e.g. {pending[:5]}); probes {len(got)} of {len(sent)} answered"
                     )
-            records = job_records.records(stack.org_id, all_ids)
     finally:
         receiver.stop()
 

@@ -46,6 +46,7 @@ ZONES = (
     "Pacific/Auckland",
 )
 LOW_QUEUE = "herald-local-low"  # digest emails go to the low-priority queue
+PERIOD = "2026-01-01"  # the synthetic jobs' digest period (the baseline's and the raw writes')
 
 
 def seed(table: str, n: int) -> None:
@@ -61,6 +62,37 @@ def seed(table: str, n: int) -> None:
     chunks = [recipients[i : i + 500] for i in range(0, n, 500)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda chunk: store.put_many(ORG, chunk), chunks))
+
+
+def _digest_jobs(org: str, n: int, now: datetime) -> list[Any]:
+    """N `digest_email` jobs as the digest fan-out writes them (its ids, type, priority, payload shape)."""
+    from chalicelib.clock import iso
+    from chalicelib.digests.runner import EMAIL_PRIORITY, EMAIL_TYPE, digest_job_id
+    from chalicelib.jobs.model import Job
+
+    return [
+        Job(
+            job_id=digest_job_id("daily", PERIOD, f"user-{i:06d}"),
+            org_id=org,
+            type=EMAIL_TYPE,
+            status="queued",
+            priority=EMAIL_PRIORITY,
+            created_at=now,
+            run_at=now,
+            correlation_id=uuid.uuid4().hex,
+            payload={
+                "user_id": f"user-{i:06d}",
+                "email": f"user{i}@example.com",
+                "timezone": "UTC",
+                "kind": "daily",
+                "period": PERIOD,
+                "window_start": iso(now),
+                "window_end": iso(now),
+                "summary": {"alerts_sent": 0, "alerts_failed": 0, "by_alert_type": {}},
+            },
+        )
+        for i in range(n)
+    ]
 
 
 def herald(table: str, queue_url: str, n: int) -> tuple[float, CallCounter, dict[str, Any]]:
@@ -117,27 +149,10 @@ def herald(table: str, queue_url: str, n: int) -> tuple[float, CallCounter, dict
 
 def baseline(queue_url: str, n: int) -> float:
     from chalicelib.config import settings
-    from chalicelib.jobs.model import Job
     from chalicelib.jobs.queue import JobQueue
 
     queue = JobQueue(client("sqs"), settings())
-    now = datetime.now(UTC)
-    entries = [
-        queue.batch_entry(
-            Job(
-                job_id=f"digest:daily:2026-01-01:user-{i:06d}",
-                org_id=ORG,
-                type="digest_email",
-                status="queued",
-                priority="low",
-                created_at=now,
-                run_at=now,
-                correlation_id=uuid.uuid4().hex,
-            ),
-            f"m{i}",
-        )
-        for i in range(n)
-    ]
+    entries = [queue.batch_entry(job, f"m{i}") for i, job in enumerate(_digest_jobs(ORG, n, datetime.now(UTC)))]
     sqs = client("sqs")
     started = time.perf_counter()
     for start in range(0, n, 10):
@@ -151,35 +166,10 @@ def baseline(queue_url: str, n: int) -> float:
 
 def raw_writes(table: str, n: int) -> float:
     """Seconds for n conditional PutItem of digest-job-sized items, 16 at a time (the emulator's pace)."""
-    from chalicelib.clock import iso
-    from chalicelib.jobs.model import Job
     from chalicelib.jobs.store import JobStore
 
     store = JobStore(client("dynamodb"), table)
-    now = datetime.now(UTC)
-    jobs = [
-        Job(
-            job_id=f"raw-{uuid.uuid4().hex}",
-            org_id="bench-raw",
-            type="digest_email",
-            status="queued",
-            priority="low",
-            created_at=now,
-            run_at=now,
-            correlation_id=uuid.uuid4().hex,
-            payload={
-                "user_id": f"user-{i:06d}",
-                "email": f"user{i}@example.com",
-                "timezone": "UTC",
-                "kind": "daily",
-                "period": "2026-01-01",
-                "window_start": iso(now),
-                "window_end": iso(now),
-                "summary": {"alerts_sent": 0, "alerts_failed": 0, "by_alert_type": {}},
-            },
-        )
-        for i in range(n)
-    ]
+    jobs = _digest_jobs("bench-raw", n, datetime.now(UTC))
     started = time.perf_counter()
     written = store.create_many(jobs, max_workers=16)
     check(len(written) == n, f"fan-out: raw writes: {len(written)} of {n} written")

@@ -201,9 +201,8 @@ def results_document(
     }
 
 
-def write_results(figures: Iterable[Figure], path: Path | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Write `results_document(...)` to `path` (default: bench/results/latest.json); returns it."""
-    path = path or RESULTS
+def write_results(figures: Iterable[Figure], path: Path, **kwargs: Any) -> dict[str, Any]:
+    """Write `results_document(...)` to `path` (the run writes RESULTS, bench/results/latest.json); returns it."""
     document = results_document(figures, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from bench.cloud import client
-from bench.harness import BenchFailure
+from bench.harness import BenchFailure, wait_until
 
 TABLE = "herald-local"
+FINAL = frozenset({"completed", "dead", "cancelled"})  # a job in one of these will not change again
 
 
 def _parse(value: str | None) -> float | None:
@@ -66,8 +67,32 @@ def records(org_id: str, job_ids: list[str], table: str = TABLE) -> dict[str, di
     return found
 
 
-def statuses(org_id: str, job_ids: list[str]) -> dict[str, str]:
-    return {job_id: r["status"] for job_id, r in records(org_id, job_ids).items()}
+def statuses_of(found: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """{job_id: status} of records read with `records`."""
+    return {job_id: r["status"] for job_id, r in found.items()}
+
+
+def wait_final(org_id: str, job_ids: list[str], timeout: float, what: str) -> dict[str, dict[str, Any]]:
+    """Poll the records (every 2 s) until every job is in a FINAL state; returns the last read.
+
+    BenchFailure at the deadline, naming the states and some of the jobs that were not final."""
+    last: dict[str, dict[str, Any]] = {}
+
+    def all_final() -> bool:
+        nonlocal last
+        last = records(org_id, job_ids)
+        return all(last.get(j, {}).get("status") in FINAL for j in job_ids)
+
+    try:
+        wait_until(all_final, timeout, interval=2, what=what)
+    except BenchFailure as failure:
+        states = statuses_of(last)
+        pending = [j for j in job_ids if states.get(j) not in FINAL]
+        raise BenchFailure(
+            f"{failure}: {summary(states, job_ids)}; {len(pending)} not final, e.g. "
+            + ", ".join(f"{j} ({states.get(j, 'missing')})" for j in pending[:5])
+        ) from None
+    return last
 
 
 def summary(states: dict[str, str], expected: list[str]) -> str:

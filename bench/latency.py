@@ -108,16 +108,10 @@ def run(stack: Stack, requests: int) -> list[Figure]:
     )
 
     # Let the SMS jobs finish (checked: each must complete).
-    deadline = time.monotonic() + 180
-    while True:
-        states = job_records.statuses(stack.org_id, job_ids)
-        if all(states.get(j) in ("completed", "dead", "cancelled") for j in job_ids):
-            break
-        if time.monotonic() > deadline:
-            raise BenchFailure(
-                "latency: the notify jobs did not all finish within 180 s: " + job_records.summary(states, job_ids)
-            )
-        time.sleep(2)
+    records = job_records.wait_final(
+        stack.org_id, job_ids, 180, f"the latency benchmark's {len(job_ids)} notify jobs to finish"
+    )
+    states = job_records.statuses_of(records)
     not_completed = [j for j in job_ids if states.get(j) != "completed"]
     check(
         not not_completed,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import platform
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,8 @@ def test_results_are_written_as_json_where_asked(tmp_path: Path) -> None:
 def test_the_machine_line_names_cpus_and_python() -> None:
     line = harness.machine()
     assert "x " in line and "Python 3." in line
+    assert line.startswith(f"{os.cpu_count()} x ")
+    assert line.endswith(f"Python {platform.python_version()}")
 
 
 def test_the_tables_show_ratio_goal_and_a_missed_goal_loudly() -> None:
@@ -148,9 +152,28 @@ def test_a_percentile_of_nothing_fails_instead_of_inventing_a_figure() -> None:
 
 
 def test_waiting_fails_loudly_at_the_deadline() -> None:
-    assert wait_until(lambda: True, timeout=1) >= 0
+    waited = wait_until(lambda: True, timeout=1)
+    assert waited >= 0
+    assert waited < 0.1  # a condition true at once is not slept on
     with pytest.raises(BenchFailure, match="every job completed"):
         wait_until(lambda: False, timeout=0.05, interval=0.01, what="every job completed")
+
+
+def test_waiting_for_final_jobs_returns_the_last_read_or_names_the_stragglers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import jobs
+
+    reads: list[list[str]] = []
+    found = {"a": {"status": "completed"}, "b": {"status": "dead"}}
+
+    def records(org_id: str, job_ids: list[str], table: str = jobs.TABLE) -> dict[str, dict[str, Any]]:
+        reads.append(list(job_ids))
+        return found
+
+    monkeypatch.setattr(jobs, "records", records)
+    assert jobs.wait_final("org", ["a", "b"], 1, "the jobs") == found
+    assert reads == [["a", "b"]]  # one read: the records it returns are the ones it polled
+    with pytest.raises(BenchFailure, match=r"waiting for the jobs: .*1 missing; 1 not final, e\.g\. c \(missing\)"):
+        jobs.wait_final("org", ["a", "b", "c"], 0, "the jobs")
 
 
 @pytest.fixture
@@ -286,6 +309,7 @@ def test_a_counter_attached_to_a_session_counts_the_clients_made_from_it() -> No
 def test_cost_per_million_jobs_adds_up_the_list_prices() -> None:
     # API Gateway 3.50 + Lambda requests 1.1 x 0.20 + SQS 1.2 x 0.40 + 3 WRU x 0.625 + 2 RRU x 0.125
     expected = 3.50 + 0.22 + 0.48 + 1.875 + 0.25
-    assert calls.cost_per_million(1.2, 3.0, 2.0, 0.0) == pytest.approx(expected)
-    # 100 ms at 0.5 GB: 0.05 GB-s x 0.0000166667 x 1e6
-    assert calls.cost_per_million(0, 0, 0, 100.0) - calls.cost_per_million(0, 0, 0, 0.0) == pytest.approx(0.8333, 1e-3)
+    assert calls.cost_per_million(1.2, 3.0, 2.0) == pytest.approx(expected)
+    # Lambda time, priced apart: 100 ms at 0.5 GB = 0.05 GB-s x 0.0000166667, x 1e6 jobs
+    per_100_ms = 100 * calls.LAMBDA_USD_PER_MS_PER_MILLION
+    assert per_100_ms == pytest.approx(0.8333, 1e-3)
