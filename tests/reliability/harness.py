@@ -29,7 +29,7 @@ from chalicelib.clock import utcnow
 from chalicelib.config import Settings
 from chalicelib.ddb import to_item
 from chalicelib.jobs.ledger import DeadLetterLedger
-from chalicelib.jobs.model import Job, new_job_id
+from chalicelib.jobs.model import Envelope, Job, new_job_id
 from chalicelib.jobs.queue import JobQueue
 from chalicelib.jobs.service import JobService, NewJob
 from chalicelib.jobs.store import JobStore
@@ -122,24 +122,21 @@ class CountingReceiver(WebhookReceiver):
 
 
 class Flaky:
-    """A receiver policy for an outage of the target: for `seconds` after `start()`, the first
-    `slow` requests get a slow answer (a 503 after `slow_s`, longer than the worker's read timeout:
-    a timeout to the sender, and no effect at the receiver), then a share `p500` of them a 500;
-    afterwards all is 200. (A slow answer holds its queue's poller for the read timeout, so there
-    are few of them.)"""
+    """A receiver policy for an outage of the target: for `seconds` after `start()`, a share
+    `p500` of the requests get a 500; afterwards all is 200. Slow answers (a 503 after `slow_s`,
+    longer than the worker's read timeout: a timeout to the sender, and no effect at the
+    receiver) are not this policy's: the caller gives them and counts them here with `note()`.
+    (A slow answer holds its queue's poller for the read timeout, so there are few of them.)"""
 
-    def __init__(self, seconds: float, p500: float = 0.5, slow: int = 0, slow_s: float = 11.0) -> None:
-        self.seconds, self.p500, self.slow, self.slow_s = seconds, p500, slow, slow_s
+    def __init__(self, seconds: float, p500: float = 0.5, slow_s: float = 11.0) -> None:
+        self.seconds, self.p500, self.slow_s = seconds, p500, slow_s
         self.until = 0.0
-        self._slow_left = 0
         self._rng = random.Random(9)
-        self._lock = threading.Lock()  # also guards `served`
+        self._lock = threading.Lock()  # guards `_rng` and `served` (requests come on many threads)
         self.served = Counter[str]()
 
     def start(self) -> float:
         """Start the outage (for `seconds`, or until `stop()`); returns when it started."""
-        with self._lock:
-            self._slow_left = self.slow
         now = time.monotonic()
         self.until = now + self.seconds
         return now
@@ -160,16 +157,10 @@ class Flaky:
         if not self.active:
             return OK
         with self._lock:
-            if self._slow_left > 0:
-                self._slow_left -= 1
-                kind = "slow"
-            else:
-                kind = "500" if self._rng.random() < self.p500 else "200"
+            kind = "500" if self._rng.random() < self.p500 else "200"
             self.served[kind] += 1
         if kind == "500":
             return Reply(500, {"Content-Type": "text/plain"}, b"target down")
-        if kind == "slow":
-            return Reply(503, {"Content-Type": "text/plain"}, b"too slow", delay=self.slow_s)
         return OK
 
 
@@ -244,18 +235,7 @@ class Jobs:
         started = self.store.begin_attempt(job.org_id, job.job_id, lease_s=60)
         assert started is not None
         assert self.store.kill(started, error) is not None
-        body = self.queue.batch_entry(started, "0")["MessageBody"]
-        attributes = {"job_id": job.job_id, "org_id": job.org_id, "type": job.type, "error_code": error["code"]}
-        message_id = self.queue.dead_letter(job.priority, body, attributes)
-        self.ledger.record(
-            SETTINGS.queue_name(job.priority),
-            org_id=job.org_id,
-            job_id=job.job_id,
-            job_type=job.type,
-            attempts=started.attempts,
-            error=error,
-            message_id=message_id,
-        )
+        self.ledger.bury(self.queue, job.priority, started, Envelope.of(started).to_json(), error)
 
     def statuses(self, org_id: str, job_ids: Iterable[str]) -> dict[str, str]:
         return self.store.statuses(org_id, list(job_ids))

@@ -14,8 +14,10 @@ from chalicelib.services import Services
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def finished(svc: Services, job_type: str, outcome: str) -> int:
-    store = JobStore(svc.ddb, svc.settings.table_name, clock=lambda: NOW, retention=Retention(7, 30, 35))
+def finished(svc: Services, job_type: str, outcome: str, store: JobStore | None = None) -> int:
+    """Days from now until the finished record expires (now: NOW, or the wall clock for `store`)."""
+    now = NOW if store is None else datetime.now(UTC)
+    store = store or JobStore(svc.ddb, svc.settings.table_name, clock=lambda: NOW, retention=Retention(7, 30, 35))
     job = Job(
         job_id=f"job_{job_type}_{outcome}",
         org_id="org-a",
@@ -34,7 +36,7 @@ def finished(svc: Services, job_type: str, outcome: str) -> int:
     item = svc.ddb.get_item(
         TableName=svc.settings.table_name, Key={"pk": {"S": f"JOB#org-a#{job.job_id}"}, "sk": {"S": "JOB"}}
     )["Item"]
-    return round((int(item["expires_at"]["N"]) - NOW.timestamp()) / 86400)
+    return round((int(item["expires_at"]["N"]) - now.timestamp()) / 86400)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +58,23 @@ def test_alert_retention_never_shortens_a_longer_one():
     assert Retention(completed_days=60, dead_days=90, alert_days=35).days("sms", "completed") == 60
     assert Retention(completed_days=60, dead_days=90, alert_days=35).days("sms", "dead") == 90
     assert timedelta(days=Retention().alert_days) > timedelta(days=31)  # a whole month, and its send
+
+
+@pytest.mark.parametrize(
+    ("env", "days"),
+    [
+        ({}, 35),  # the defaults
+        ({"HERALD_ALERT_RETENTION_DAYS": "40"}, 40),  # and not merely Retention's own default
+    ],
+)
+def test_the_settings_give_the_services_store_its_alert_retention(svc, env, days):
+    from chalicelib.config import Settings
+    from chalicelib.services import build
+
+    config = Settings.from_env(env)
+    assert config.alert_retention_days == days
+    built = build(config)  # the graph chalicelib.services builds for the app and the workers
+    assert built.settings.table_name == svc.settings.table_name
+    assert finished(svc, "sms", "completed", store=built.store) == days
+    assert finished(svc, "escalation", "dead", store=built.store) == days
+    assert finished(svc, "email", "completed", store=built.store) == config.completed_retention_days

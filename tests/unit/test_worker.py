@@ -272,11 +272,11 @@ def test_a_fully_failed_batch_names_every_failed_message_instead_of_raising(h):
 class Together:
     """A handler that returns only once `n` calls are inside it at the same time."""
 
-    def __init__(self, h: Harness, n: int) -> None:
+    def __init__(self, h: Harness, n: int, timeout: float = 10.0) -> None:
         import threading
 
         self.h = h
-        self.barrier = threading.Barrier(n, timeout=10)
+        self.barrier = threading.Barrier(n, timeout=timeout)
 
     def __call__(self, job: Job) -> dict[str, Any]:
         self.barrier.wait()  # BrokenBarrierError (a retry) if the records ran one after another
@@ -311,7 +311,7 @@ def test_with_concurrency_1_the_records_run_one_after_another(svc):
     from dataclasses import replace
 
     h = Harness(Services(**{**svc.__dict__, "settings": replace(svc.settings, worker_concurrency=1)}))
-    h.worker._handlers = {"webhook": Together(h, 2)}
+    h.worker._handlers = {"webhook": Together(h, 2, timeout=0.5)}  # one after another: no need to wait 10 s
     jobs = [h.enqueue() for _ in range(2)]
     response = h.run(h.receive())
     assert len(response["batchItemFailures"]) == 2  # neither could wait for the other
@@ -372,8 +372,11 @@ def test_a_message_whose_type_is_not_the_jobs_never_starts_it(h):
     body = json.loads(message["Body"])
     body["type"] = "sms"
     message["Body"] = json.dumps(body)
-    h.run([message])
+    assert h.run([message]) == {"batchItemFailures": []}  # dead-lettered, not retried
     assert h.job(job.job_id).status == "queued" and h.job(job.job_id).attempts == 0 and h.effects == []
+    (dead,) = h.receive("herald-local-normal-dlq")
+    assert dead["Body"] == message["Body"]
+    assert dead["MessageAttributes"]["error_code"]["StringValue"] == "envelope_mismatch"
 
 
 def test_a_duplicate_of_a_running_job_costs_one_refused_start_and_one_read(h, monkeypatch):

@@ -58,17 +58,25 @@ def test_an_outcome_of_an_attempt_that_is_not_the_current_one_is_dropped(h, monk
         patch.setattr(h.store, "complete", table_down)
         h.run(h.receive())
     (outcome,) = h.receive()
-    h.store.kill(h.job(job.job_id), {"code": "x", "message": "taken over"})  # the attempt's lease moved on
-    h.run([outcome])
-    assert h.job(job.job_id).status == "dead" and h.effects == [job.job_id]
+    # The attempt's lease ran out and another invocation took the job over: attempt 2, active.
+    lease_s = h.svc.settings.worker_timeout_s + 30
+    h.clock.advance(lease_s + 1)
+    assert h.store.begin_attempt("org-a", job.job_id, lease_s=lease_s) is not None
+    assert Envelope.from_json(outcome["Body"]).attempt == 1
+    assert h.run([outcome]) == {"batchItemFailures": []}
+    current = h.job(job.job_id)
+    assert current.status == "active" and current.attempts == 2 and current.result is None
+    assert h.effects == [job.job_id]
 
 
 def test_when_the_outcome_cannot_be_queued_either_the_message_is_retried(h, monkeypatch):
-    h.enqueue()
+    job = h.enqueue()
     monkeypatch.setattr(h.store, "complete", table_down)
     monkeypatch.setattr(h.queue, "send_outcome", table_down)
     response = h.run(h.receive())
     assert len(response["batchItemFailures"]) == 1
+    assert h.effects == [job.job_id]  # the effect happened once; only its outcome is unrecorded
+    assert h.job(job.job_id).status == "active" and h.job(job.job_id).attempts == 1
 
 
 @pytest.mark.parametrize("outcome", [{"status": "dead"}, "completed", {"status": "completed", "result": [1]}])
