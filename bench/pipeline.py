@@ -152,9 +152,9 @@ def herald(stack: Stack, n: int) -> tuple[float, dict[str, float]]:
         inside_ms = sum(r["finished_at"] - r["started_at"] for r in records.values()) / n * 1000
         per_job_ms = (last - first) / n * 1000
         say(
-            f"pipeline: where the time goes: {inside_ms:.0f} ms per job between begin_attempt and complete "
-            f"(the webhook POST and the completing write), {per_job_ms - inside_ms:.0f} ms "
-            "per job outside it (poll, invoke, envelope, record read, begin_attempt, delete)"
+            f"pipeline: where the time goes: each job spends {inside_ms:.0f} ms between its start and its "
+            f"completion (the webhook POST and the completing write); the run takes {per_job_ms:.0f} ms of "
+            f"wall time per job, as a batch's records run {inside_ms / per_job_ms:.1f} at a time on average"
         )
         say(
             f"pipeline: Herald {n} jobs in {last - first:.1f} s = {rate:.1f} jobs/s (first start "
