@@ -59,8 +59,11 @@ def queues(call: Call) -> tuple[int, Any]:
 
 
 def dead_letters(call: Call) -> tuple[int, Any]:
-    """GET /v1/admin/queues/{name}/dead-letters: from the ledger; the DLQ is never received from."""
+    """GET /v1/admin/queues/{name}/dead-letters: from the ledger. The DLQ is received from only
+    when it holds more messages than the ledger lists (SQS moved some there on its own), to enter
+    those (`QueueOps.reconcile`)."""
     ref = _queue(call)
+    services().queue_ops.reconcile(ref)
     query = call.query
     limit = query_int(query, "limit", 20, 1, 100)
     org_id = _scope(call, _text(query, "org_id", 128))

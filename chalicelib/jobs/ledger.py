@@ -1,8 +1,10 @@
 """The dead-letter ledger: what sits in each DLQ, readable without receiving from the DLQ.
 
 SQS cannot peek: a receive hides the message and bumps its receive count. So when a job dies,
-the worker writes one ledger item next to sending its message to the DLQ; the API reads the
-ledger, and the DLQ's own depth (from GetQueueAttributes) keeps the two honest.
+the worker writes one ledger item next to sending its burial message on its way to the DLQ
+(chalicelib/jobs/burial.py); the API reads the ledger, and the DLQ's own depth (from
+GetQueueAttributes) keeps the two honest. A message SQS moved to the DLQ on its own (its receive
+count ran out: a worker that crashed every time) is entered by `reconcile` in chalicelib/ops/dlq.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.clock import Clock, iso, utcnow
 from chalicelib.ddb import decode_cursor, encode_cursor, from_item, is_condition_failure, to_item, values
+from chalicelib.jobs.model import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
     from chalicelib.jobs.model import Job
@@ -22,6 +25,19 @@ if TYPE_CHECKING:
 
 def ledger_pk(queue: str) -> str:
     return f"DEAD#{queue}"
+
+
+def message_key(message: dict[str, Any]) -> tuple[str, str] | None:
+    """(org_id, job_id) of a DLQ message (as ReceiveMessage returns it): from its envelope, else
+    from its attributes."""
+    try:
+        envelope = Envelope.from_json(message.get("Body") or "")
+        return envelope.org_id, envelope.job_id
+    except EnvelopeError:
+        attributes = message.get("MessageAttributes") or {}
+        org = (attributes.get("org_id") or {}).get("StringValue")
+        job = (attributes.get("job_id") or {}).get("StringValue")
+        return (str(org), str(job)) if org and job else None
 
 
 class BadLedgerCursor(ValueError):
@@ -48,13 +64,21 @@ class DeadLetterLedger:
         self._table = table
         self._clock = clock
 
-    def bury(self, queue: JobQueue, priority: str, job: Job, body: str, error: dict[str, Any]) -> str:
-        """A dead job's message `body` into its priority's DLQ, then its entry here (what the API
-        lists and redrive works from); the DLQ message's id. The job record says `dead` already."""
-        message_id = queue.dead_letter(
+    def bury(self, queue: JobQueue, priority: str, job: Job, error: dict[str, Any]) -> str:
+        """Send a dead job's burial message (its envelope naming `job.burial`) on its way to the
+        priority's DLQ, then its entry here (what the API lists and redrive works from); the
+        message's id. The job record says `dead` with that burial already."""
+        message_id = queue.send_to_bury(
             priority,
-            body,
-            {"job_id": job.job_id, "org_id": job.org_id, "type": job.type, "error_code": str(error.get("code", ""))},
+            Envelope.of(job, burial=job.burial).to_json(),
+            {
+                "job_id": job.job_id,
+                "org_id": job.org_id,
+                "type": job.type,
+                "error_code": str(error.get("code", "")),
+                "error_message": str(error.get("message", "")),
+            },
+            group=job.org_id,
         )
         self.record(
             queue.queue_name(priority),
@@ -64,6 +88,7 @@ class DeadLetterLedger:
             attempts=job.attempts,
             error=error,
             message_id=message_id,
+            burial=job.burial,
         )
         return message_id
 
@@ -77,6 +102,7 @@ class DeadLetterLedger:
         attempts: int,
         error: dict[str, Any],
         message_id: str | None = None,
+        burial: str | None = None,
     ) -> None:
         """Idempotent: a second record of the same dead job keeps its first_seen_at.
 
@@ -99,6 +125,9 @@ class DeadLetterLedger:
         if message_id:
             update += ", message_id = :mid"
             vals["mid"] = message_id
+        if burial:
+            update += ", burial = :burial"
+            vals["burial"] = burial
         self._ddb.update_item(
             TableName=self._table,
             Key=to_item({"pk": ledger_pk(queue), "sk": f"{org_id}#{job_id}"}),
@@ -218,9 +247,22 @@ class DeadLetterLedger:
                 return total
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def remove(self, queue: str, org_id: str, job_id: str, *, seen_at: str | None = None) -> bool:
+    def get(self, queue: str, org_id: str, job_id: str) -> dict[str, Any] | None:
+        """One job's entry in a queue's ledger, or None."""
+        response = self._ddb.get_item(
+            TableName=self._table,
+            Key=to_item({"pk": ledger_pk(queue), "sk": f"{org_id}#{job_id}"}),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return from_item(item) if item else None
+
+    def remove(
+        self, queue: str, org_id: str, job_id: str, *, seen_at: str | None = None, burial: str | None = None
+    ) -> bool:
         """Delete an entry; with `seen_at`, only if it was not recorded again since (a job that
-        died again after a redrive keeps its new entry). False when that condition failed."""
+        died again after a redrive keeps its new entry); with `burial`, only that burial's entry.
+        False when that condition failed."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": to_item({"pk": ledger_pk(queue), "sk": f"{org_id}#{job_id}"}),
@@ -228,6 +270,9 @@ class DeadLetterLedger:
         if seen_at is not None:
             request["ConditionExpression"] = "attribute_not_exists(pk) OR last_seen_at = :seen"
             request["ExpressionAttributeValues"] = values(seen=seen_at)
+        elif burial is not None:
+            request["ConditionExpression"] = "attribute_not_exists(pk) OR burial = :burial"
+            request["ExpressionAttributeValues"] = values(burial=burial)
         try:
             self._ddb.delete_item(**request)
         except ClientError as err:

@@ -44,6 +44,11 @@ class Job:
     idempotency_key: str | None = None
     correlation_id: str = ""
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    # Set when the job dies: the id of its burial, carried by the message that goes to the DLQ
+    # (see chalicelib/jobs/burial.py); only that message, coming back out of the DLQ, revives it.
+    burial: str | None = None
+    # The highest receive count seen of the burial message on its way to the DLQ.
+    burial_receives: int = 0
 
     @property
     def is_final(self) -> bool:
@@ -94,9 +99,19 @@ class Envelope:
     # An outcome message: attempt `attempt` already had its effect, with this result, but the
     # worker could not record it (the table was unreachable). Its receive records it; nothing runs.
     outcome: dict[str, Any] | None = None
+    # A burial message: the dead job's message on its way to (or back from) the DLQ, naming the
+    # burial (`Job.burial`) it belongs to. A message without it never revives a dead job.
+    burial: str | None = None
 
     @classmethod
-    def of(cls, job: Job, *, attempt: int | None = None, outcome: dict[str, Any] | None = None) -> Envelope:
+    def of(
+        cls,
+        job: Job,
+        *,
+        attempt: int | None = None,
+        outcome: dict[str, Any] | None = None,
+        burial: str | None = None,
+    ) -> Envelope:
         """The envelope of `job` (its current attempt unless `attempt` says another)."""
         return cls(
             job_id=job.job_id,
@@ -106,6 +121,7 @@ class Envelope:
             correlation_id=job.correlation_id,
             attempt=job.attempts if attempt is None else attempt,
             outcome=outcome,
+            burial=burial,
         )
 
     def to_json(self) -> str:
@@ -120,6 +136,8 @@ class Envelope:
         }
         if self.outcome is not None:
             body["outcome"] = self.outcome
+        if self.burial is not None:
+            body["burial"] = self.burial
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -141,6 +159,7 @@ class Envelope:
                 correlation_id=str(data.get("correlation_id") or ""),
                 attempt=int(data.get("attempt") or 0),
                 outcome=_outcome(data.get("outcome")),
+                burial=_text(data, "burial") if data.get("burial") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise EnvelopeError("malformed_envelope", f"the envelope is incomplete: {err}") from None

@@ -75,16 +75,24 @@ class JobQueue:
             "MessageAttributes": _attributes(job.org_id, job.type, job.job_id),
         }
 
-    def dead_letter(self, priority: str, body: str, attributes: dict[str, str]) -> str:
-        """Put a message on the priority's DLQ (a fatal error: no point in more receives).
+    def send_to_bury(self, priority: str, body: str, attributes: dict[str, str], group: str) -> str:
+        """Put a message that must end in the priority's DLQ on the priority's *queue*: the worker
+        hands it back until SQS's redrive policy moves it to the DLQ (see chalicelib/jobs/burial.py).
 
-        Returns the DLQ message's id (the dead-letter ledger shows it)."""
+        Returns the message's id, which it keeps in the DLQ (the dead-letter ledger shows it)."""
         response = self._sqs.send_message(
-            QueueUrl=self.url_of(self._settings.dlq_name(priority)),
+            QueueUrl=self.queue_url(priority),
             MessageBody=body,
+            MessageGroupId=group or "-",
             MessageAttributes={k: {"DataType": "String", "StringValue": v[:256] or "-"} for k, v in attributes.items()},
         )
         return str(response.get("MessageId", ""))
+
+    def hand_back(self, priority: str, receipt_handle: str) -> None:
+        """Make a received message visible again at once (a burial message's next receive)."""
+        self._sqs.change_message_visibility(
+            QueueUrl=self.queue_url(priority), ReceiptHandle=receipt_handle, VisibilityTimeout=0
+        )
 
     def retry_after(self, priority: str, receipt_handle: str, seconds: float) -> None:
         """Hide the message for `seconds`: SQS hands it out again then (the backoff)."""

@@ -29,6 +29,7 @@ from chalicelib.ddb import (
     to_item,
     values,
 )
+from chalicelib.jobs.burial import new_burial
 from chalicelib.jobs.model import PENDING, Job
 
 JOB_SK = "JOB"
@@ -129,6 +130,8 @@ def _job_from_item(item: dict[str, Any]) -> Job:
         error=loads("error"),
         idempotency_key=data.get("idempotency_key"),
         correlation_id=data.get("correlation_id", ""),
+        burial=data.get("burial"),
+        burial_receives=int(data.get("burial_receives", 0)),
     )
 
 
@@ -433,13 +436,14 @@ class JobStore:
             **checks,
         )
 
-    def _finish(self, job: Job, status: str, days: int, result: Any, error: Any) -> Job | None:
+    def _finish(self, job: Job, status: str, days: int, result: Any, error: Any, **extra: Any) -> Job | None:
         now = self._clock()
+        sets = "".join(f", {name} = :{name}" for name in extra)
         return self._update(
             job.org_id,
             job.job_id,
             "SET #s = :status, #r = :result, #e = :error, finished_at = :now, updated_at = :now, "
-            "expires_at = :exp REMOVE lease_until",
+            f"expires_at = :exp{sets} REMOVE lease_until",
             "#s = :active AND attempts = :attempts",
             status=status,
             result=json.dumps(result),
@@ -448,13 +452,30 @@ class JobStore:
             exp=int((now + timedelta(days=days)).timestamp()),
             active="active",
             attempts=job.attempts,
+            **extra,
         )
 
     def complete(self, job: Job, result: dict[str, Any] | None) -> Job | None:
         return self._finish(job, "completed", self._retention.days(job.type, "completed"), result, None)
 
-    def kill(self, job: Job, error: dict[str, Any]) -> Job | None:
-        return self._finish(job, "dead", self._retention.days(job.type, "dead"), None, error)
+    def kill(self, job: Job, error: dict[str, Any], burial: str | None = None) -> Job | None:
+        """The running attempt was the last: `dead`, with the id of its burial (a new one unless
+        given; the message that takes it to the DLQ carries the same id)."""
+        days = self._retention.days(job.type, "dead")
+        return self._finish(job, "dead", days, None, error, burial=burial or new_burial())
+
+    def note_burial_receive(self, job: Job, receive_count: int) -> None:
+        """Remember the highest receive count of the job's burial message seen on its way to the
+        DLQ (a lower one later means the message came back out of the DLQ)."""
+        self._update(
+            job.org_id,
+            job.job_id,
+            "SET burial_receives = :count",
+            "#s = :dead AND burial = :burial AND (attribute_not_exists(burial_receives) OR burial_receives < :count)",
+            count=receive_count,
+            dead="dead",
+            burial=job.burial,
+        )
 
     def mark_failed(self, job: Job, error: dict[str, Any], retry_at: datetime) -> Job | None:
         """An attempt failed and another will follow at `retry_at`."""
@@ -526,19 +547,27 @@ class JobStore:
             return False
         return True
 
-    def requeue(self, org_id: str, job_id: str) -> Job | None:
-        """Reset a dead job for a redrive: it runs again from attempt 1."""
+    def requeue(self, org_id: str, job_id: str, burial: str | None = None) -> Job | None:
+        """Reset a dead job for a redrive: it runs again from attempt 1. With `burial`, only the
+        dead job of that burial (its burial message came back out of the DLQ). The burial is
+        forgotten either way, so no other copy of its message can revive the job again."""
         now = self._clock()
+        condition = "#s = :dead"
+        checks: dict[str, Any] = {}
+        if burial is not None:
+            condition += " AND burial = :burial"
+            checks["burial"] = burial
         return self._update(
             org_id,
             job_id,
             "SET #s = :queued, attempts = :zero, run_at = :now, updated_at = :now "
-            "REMOVE finished_at, expires_at, lease_until",
-            "#s = :dead",
+            "REMOVE finished_at, expires_at, lease_until, burial, burial_receives",
+            condition,
             queued="queued",
             zero=0,
             now=iso(now),
             dead="dead",
+            **checks,
         )
 
     def add_delivery(self, job: Job, attempt_key: str, record: dict[str, Any]) -> None:

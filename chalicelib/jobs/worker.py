@@ -2,7 +2,9 @@
 
 For every message the outcome is one of: done (acknowledged), retried (made visible again after
 an exponential backoff with jitter, reported as a batch item failure), or dead (the job record
-says why, the message goes to the DLQ and the ledger). Handlers run at most once per attempt:
+says why, the ledger lists it, and its burial message goes to the DLQ by SQS's own redrive
+policy, so that any redrive tool brings it back and it runs once more: chalicelib/jobs/burial.py).
+Handlers run at most once per attempt:
 a job runs only after a conditional write made it `active`, so a redelivered message for a
 completed or cancelled job, or a duplicate delivered while it runs, does nothing.
 A handler that raises `Deferred` (not now: quiet hours, a throughput cap) puts its job back to
@@ -32,6 +34,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from chalicelib.clock import Clock, utcnow
 from chalicelib.config import Settings
 from chalicelib.errors import Deferred, FatalError, JobError
+from chalicelib.jobs.burial import POISON_MARKER, back_from_dlq, is_poison_copy, new_burial, receive_count
 from chalicelib.jobs.ledger import DeadLetterLedger
 from chalicelib.jobs.model import Envelope, EnvelopeError, Job
 from chalicelib.jobs.queue import JobQueue
@@ -141,6 +144,10 @@ class Worker:
 
     def _process(self, envelope: Envelope, record: SQSRecord, priority: str) -> Outcome:
         lease_s = self._settings.worker_timeout_s + 30
+        if envelope.burial is None and (record.raw_event.get("attributes") or {}).get("DeadLetterQueueSourceArn"):
+            # Back from the DLQ without a burial: SQS moved it there on its own (its receive count
+            # ran out) and the ledger may list it (chalicelib/ops/dlq.py `reconcile`); it runs now.
+            self._ledger.remove(self._queue.queue_name(priority), envelope.org_id, envelope.job_id)
         if envelope.outcome is None:
             # The common case in one write: a due job of the envelope's type, not final, not
             # running, starts here. Anything else fails the condition; the job is then read to
@@ -162,6 +169,8 @@ class Worker:
         if job.type != envelope.type:
             self._dead_letter_poison(record, priority, "envelope_mismatch", "the envelope's type is not the job's")
             return Outcome("dead")
+        if job.status == "dead":
+            return self._dead_job_message(job, envelope, record, priority)
         if job.is_final:
             logger.info("job already final: message dropped", extra={"status": job.status})
             return Outcome("skipped", job.job_id)
@@ -183,6 +192,40 @@ class Worker:
         self._queue.retry_after(priority, record.receipt_handle, wait)
         logger.info("job not startable now: message kept", extra={"status": job.status, "retry_in_s": wait})
         raise RetryLater("job_busy")
+
+    def _dead_job_message(self, job: Job, envelope: Envelope, record: SQSRecord, priority: str) -> Outcome:
+        """A message of a dead job: its burial message on the way to the DLQ (handed back) or
+        back from it (the job revives and runs), or anything else (dropped)."""
+        queue_name = self._queue.queue_name(priority)
+        if envelope.burial is None:
+            entry = self._ledger.get(queue_name, job.org_id, job.job_id) if job.burial else None
+            if job.burial and (entry is None or entry.get("burial") != job.burial):
+                # The job died but its burial message was not sent (the send failed): send it now.
+                self._ledger.bury(self._queue, priority, job, job.error or {})
+                logger.warning("dead job's burial message was missing: sent")
+                return Outcome("dead", job.job_id)
+            logger.info("job already dead: message dropped")
+            return Outcome("skipped", job.job_id)
+        if envelope.burial != job.burial:
+            logger.info("burial message of an earlier death: dropped")
+            return Outcome("skipped", job.job_id)
+        attributes = dict(record.raw_event.get("attributes") or {})
+        if not back_from_dlq(attributes, job.burial_receives):
+            self._store.note_burial_receive(job, receive_count(attributes))
+            self._queue.hand_back(priority, record.receipt_handle)
+            raise RetryLater("burying")
+        revived = self._store.requeue(job.org_id, job.job_id, burial=job.burial)
+        if revived is None:
+            logger.info("dead job revived already: message dropped")
+            return Outcome("skipped", job.job_id)
+        self._ledger.remove(queue_name, job.org_id, job.job_id, burial=envelope.burial)
+        self._count("JobsRedriven", job)
+        logger.info("dead job back from the DLQ: it runs again from attempt 1")
+        started = self._store.begin_attempt(job.org_id, job.job_id, self._settings.worker_timeout_s + 30)
+        if started is None:  # changed in between (cancelled?): let the next receive decide
+            self._queue.retry_after(priority, record.receipt_handle, 1)
+            raise RetryLater("job_busy")
+        return self._run(started, record, priority)
 
     def _run(self, job: Job, record: SQSRecord, priority: str) -> Outcome:
         handler = self._handlers.get(job.type)
@@ -263,25 +306,29 @@ class Worker:
         raise RetryLater(err.code)
 
     def _kill(self, job: Job, record: SQSRecord, priority: str, error: dict[str, Any]) -> None:
-        # Record first: once the job is `dead`, no redelivery can run it again.
-        if self._store.kill(job, error) is None:
+        # Record first: once the job is `dead`, no redelivery can run it again (only its burial
+        # message, back from the DLQ, revives it).
+        dead = self._store.kill(job, error, new_burial())
+        if dead is None:
             logger.warning("job changed while it ran (lease taken over); not dead-lettered")
             return
-        self._ledger.bury(self._queue, priority, job, record.body, error)
+        self._ledger.bury(self._queue, priority, dead, error)
         self._count("JobsDead", job)
         logger.error("job dead", extra={"error": error, "attempts": job.attempts})
 
     def _dead_letter_poison(self, record: SQSRecord, priority: str, code: str, message: str) -> None:
-        """A message that is not a runnable job: straight to the DLQ with the reason attached."""
+        """A message that is not a runnable job: a copy with the reason attached goes to the DLQ
+        (by SQS's redrive policy, like a burial message); the copy itself is handed back."""
         attributes = record.message_attributes
-        self._queue.dead_letter(
+        if is_poison_copy(attributes):
+            self._queue.hand_back(priority, record.receipt_handle)
+            raise RetryLater("burying")
+        org_id = _attribute(attributes, "org_id")
+        self._queue.send_to_bury(
             priority,
-            record.body or "",
-            {
-                "error_code": code,
-                "error_message": message,
-                "org_id": _attribute(attributes, "org_id"),
-            },
+            record.body or "-",
+            {"error_code": code, "error_message": message, "org_id": org_id, POISON_MARKER: "1"},
+            group=org_id,
         )
         metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=1)
         logger.error("poison message dead-lettered", extra={"error_code": code, "reason": message})

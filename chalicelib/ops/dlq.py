@@ -19,11 +19,19 @@ from typing import Any
 
 from chalicelib.clock import Clock, utcnow
 from chalicelib.config import PRIORITIES, Settings
-from chalicelib.jobs.ledger import DeadLetterLedger
+from chalicelib.jobs.ledger import DeadLetterLedger, message_key
+from chalicelib.jobs.model import Envelope, EnvelopeError
 from chalicelib.jobs.queue import JobQueue
 from chalicelib.observability import logger
 
 AGE_CACHE_S = 60.0
+RECONCILE_MAX_MESSAGES = 1_000  # per call; a bigger gap is closed over several listings
+RECONCILE_HOLD_S = 30
+MOVED_BY_SQS = {
+    "code": "receive_limit_exceeded",
+    "message": "SQS moved it to the DLQ: it was received more often than the queue's maxReceiveCount "
+    "without an outcome (the worker crashed or timed out every time)",
+}
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,70 @@ class QueueOps:
         with self._lock:
             self._ages = (now, ages)
         return dict(ages)
+
+    def reconcile(self, ref: QueueRef) -> int:
+        """Enter in the ledger the DLQ's messages it does not list: messages SQS moved there on
+        its own (their receive count ran out: a worker that crashed or timed out every time).
+        Only when the DLQ holds more than the ledger lists; the messages received to read them are
+        made visible again at once. How many entries it added."""
+        visible = self.depth(ref.dlq_name).visible
+        if visible == 0 or visible <= self._ledger.count(ref.name):
+            return 0
+        url = self.url(ref.dlq_name)
+        held: list[str] = []
+        added = 0
+        try:
+            while len(held) < min(visible, RECONCILE_MAX_MESSAGES):
+                messages = self._sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=10,
+                    VisibilityTimeout=RECONCILE_HOLD_S,
+                    WaitTimeSeconds=0,
+                    MessageAttributeNames=["All"],
+                    MessageSystemAttributeNames=["All"],
+                ).get("Messages", [])
+                if not messages:
+                    break
+                for message in messages:
+                    held.append(str(message["ReceiptHandle"]))
+                    added += self._enter(ref, message)
+        finally:
+            for start in range(0, len(held), 10):
+                batch = held[start : start + 10]
+                self._sqs.change_message_visibility_batch(
+                    QueueUrl=url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0} for i, r in enumerate(batch)],
+                )
+        if added:
+            logger.warning("dead letters SQS moved on its own entered in the ledger", extra={"count": added})
+        return added
+
+    def _enter(self, ref: QueueRef, message: dict[str, Any]) -> int:
+        key = message_key(message)
+        if key is None or self._ledger.get(ref.name, *key) is not None:
+            return 0
+        attributes = message.get("MessageAttributes") or {}
+        code = (attributes.get("error_code") or {}).get("StringValue")
+        error = (
+            {"code": code, "message": (attributes.get("error_message") or {}).get("StringValue") or code}
+            if code
+            else MOVED_BY_SQS
+        )
+        try:
+            envelope = Envelope.from_json(message.get("Body") or "")
+            job_type, attempts = envelope.type, envelope.attempt
+        except EnvelopeError:
+            job_type, attempts = str((attributes.get("type") or {}).get("StringValue") or ""), 0
+        self._ledger.record(
+            ref.name,
+            org_id=key[0],
+            job_id=key[1],
+            job_type=job_type,
+            attempts=attempts,
+            error=error,
+            message_id=str(message.get("MessageId") or ""),
+        )
+        return 1
 
     def stats(self, org_id: str | None) -> list[dict[str, Any]]:
         """Every queue with its DLQ. For an organization's admin, `dlq_depth` counts its own dead

@@ -48,8 +48,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from chalicelib.clock import Clock, iso, parse_iso, utcnow
-from chalicelib.jobs.ledger import DeadLetterLedger
-from chalicelib.jobs.model import Envelope, EnvelopeError, Job
+from chalicelib.jobs.ledger import DeadLetterLedger, message_key
+from chalicelib.jobs.model import Job
 from chalicelib.jobs.queue import JobQueue
 from chalicelib.jobs.store import JobStore
 from chalicelib.jobs.worker import count
@@ -103,18 +103,6 @@ class RateLimiter:
             self._next = slot + self._interval
         if slot > now:
             self._sleep(slot - now)
-
-
-def message_key(message: dict[str, Any]) -> tuple[str, str] | None:
-    """(org_id, job_id) of a DLQ message: from its envelope, else from its attributes."""
-    try:
-        envelope = Envelope.from_json(message.get("Body") or "")
-        return envelope.org_id, envelope.job_id
-    except EnvelopeError:
-        attributes = message.get("MessageAttributes") or {}
-        org = (attributes.get("org_id") or {}).get("StringValue")
-        job = (attributes.get("job_id") or {}).get("StringValue")
-        return (str(org), str(job)) if org and job else None
 
 
 def _key(entry: dict[str, Any]) -> tuple[str, str]:
@@ -465,9 +453,10 @@ class RedriveService:
         return True
 
     def _restore(self, ref: QueueRef, job: Job, entry: dict[str, Any]) -> None:
-        """Put a fresh envelope of the job into the DLQ (its message there was lost)."""
+        """Send the job's burial message again (its message in the DLQ was lost): SQS's redrive
+        policy takes it to the DLQ (a job reset meanwhile just runs: chalicelib/jobs/burial.py)."""
         error = job.error or entry.get("last_error") or {}
-        self._ledger.bury(self._queue, ref.priority, job, Envelope.of(job).to_json(), error)
+        self._ledger.bury(self._queue, ref.priority, job, error)
 
     # --- filtered: receive, pick, send, delete --------------------------------------------
 

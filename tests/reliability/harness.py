@@ -28,8 +28,9 @@ from chalicelib.auth import Principal, TokenStore, hash_token, new_token
 from chalicelib.clock import utcnow
 from chalicelib.config import Settings
 from chalicelib.ddb import to_item
+from chalicelib.jobs.burial import new_burial
 from chalicelib.jobs.ledger import DeadLetterLedger
-from chalicelib.jobs.model import Envelope, Job, new_job_id
+from chalicelib.jobs.model import Job, new_job_id
 from chalicelib.jobs.queue import JobQueue
 from chalicelib.jobs.service import JobService, NewJob
 from chalicelib.jobs.store import JobStore
@@ -234,8 +235,9 @@ class Jobs:
         self.store.create(job)
         started = self.store.begin_attempt(job.org_id, job.job_id, lease_s=60)
         assert started is not None
-        assert self.store.kill(started, error) is not None
-        self.ledger.bury(self.queue, job.priority, started, Envelope.of(started).to_json(), error)
+        dead = self.store.kill(started, error, new_burial())
+        assert dead is not None
+        self.ledger.bury(self.queue, job.priority, dead, error)
 
     def statuses(self, org_id: str, job_ids: Iterable[str]) -> dict[str, str]:
         return self.store.statuses(org_id, list(job_ids))

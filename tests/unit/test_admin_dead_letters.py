@@ -130,3 +130,20 @@ def test_queue_stats_for_the_operator_count_the_dlq_and_for_an_admin_its_own_dea
     assert rows["herald-local-high"]["visible"] == 1
     _, mine = call(client, "GET", "/v1/admin/queues", token="admin-a")
     assert {row["name"]: row["dlq_depth"] for row in mine["items"]}[NORMAL] == 2
+
+
+def test_a_message_sqs_moved_to_the_dlq_on_its_own_is_listed_and_stays_in_the_dlq(client, ops):
+    # GIVEN a job whose message SQS moved to the DLQ itself (the worker crashed on every receive:
+    # nothing wrote a ledger entry), WHEN the dead letters are listed, THEN it is there, with the
+    # reason, and the DLQ still holds it, visible.
+    job = ops.enqueue("org-a")
+    source = ops.svc.queue.url_of(NORMAL)
+    (message,) = ops.svc.sqs.receive_message(QueueUrl=source, MaxNumberOfMessages=1).get("Messages", [])
+    ops.svc.sqs.send_message(QueueUrl=ops.svc.queue.url_of(NORMAL_DLQ), MessageBody=message["Body"])
+    ops.svc.sqs.delete_message(QueueUrl=source, ReceiptHandle=message["ReceiptHandle"])
+    status, page = call(client, "GET", f"/v1/admin/queues/{NORMAL}/dead-letters")
+    assert status == 200 and [item["job_id"] for item in page["items"]] == [job.job_id]
+    assert page["items"][0]["last_error"]["code"] == "receive_limit_exceeded"
+    assert ops.depth(NORMAL_DLQ).visible == 1
+    _, again = call(client, "GET", f"/v1/admin/queues/{NORMAL}/dead-letters")
+    assert len(again["items"]) == 1
