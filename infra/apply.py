@@ -100,6 +100,37 @@ def _apply_table(ddb: Any, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return name, {"Arn": description["TableArn"]}
 
 
+def _apply_topic(sns: Any, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    arn = sns.create_topic(Name=props["TopicName"])["TopicArn"]  # create is idempotent by name
+    return arn, {"TopicName": props["TopicName"]}
+
+
+def _apply_subscription(sns: Any, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    topic, protocol, endpoint = props["TopicArn"], props["Protocol"], props["Endpoint"]
+    for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
+        for existing in page.get("Subscriptions", []):
+            if (existing["Protocol"], existing["Endpoint"]) == (protocol, endpoint):
+                return str(existing["SubscriptionArn"]), {}
+    arn = sns.subscribe(TopicArn=topic, Protocol=protocol, Endpoint=endpoint, ReturnSubscriptionArn=True)
+    return str(arn["SubscriptionArn"]), {}
+
+
+def condition_holds(conditions: dict[str, Any], name: str, resolve: Resolver) -> bool:
+    """The template's conditions: Fn::Not and Fn::Equals over resolved values."""
+
+    def evaluate(node: Any) -> bool:
+        if "Fn::Not" in node:
+            return not evaluate(node["Fn::Not"][0])
+        if "Fn::Equals" in node:
+            left, right = (resolve(value) for value in node["Fn::Equals"])
+            return bool(left == right)
+        if "Condition" in node:
+            return evaluate(conditions[node["Condition"]])
+        raise ValueError(f"unsupported condition {node!r}")
+
+    return evaluate(conditions[name])
+
+
 def _apply_alarm(cloudwatch: Any, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     cloudwatch.put_metric_alarm(**props)  # put is an upsert: idempotent by nature
     return props["AlarmName"], {}
@@ -118,13 +149,22 @@ def apply(
         "sqs": boto3.client("sqs"),
         "dynamodb": boto3.client("dynamodb"),
         "cloudwatch": boto3.client("cloudwatch"),
+        "sns": boto3.client("sns"),
     }
     appliers: dict[str, tuple[str, Callable[[Any, dict[str, Any]], tuple[str, dict[str, str]]]]] = {
         "AWS::SQS::Queue": ("sqs", _apply_queue),
         "AWS::DynamoDB::Table": ("dynamodb", _apply_table),
         "AWS::CloudWatch::Alarm": ("cloudwatch", _apply_alarm),
+        "AWS::SNS::Topic": ("sns", _apply_topic),
+        "AWS::SNS::Subscription": ("sns", _apply_subscription),
     }
-    pending = dict(doc["Resources"])
+    conditions = doc.get("Conditions", {})
+    pending = {
+        logical: resource
+        for logical, resource in doc["Resources"].items()
+        if "Condition" not in resource or condition_holds(conditions, resource["Condition"], resolve)
+    }
+    skipped = set(doc["Resources"]) - set(pending)
     started = time.monotonic()
     while pending:
         progressed = False
@@ -142,13 +182,16 @@ def apply(
             progressed = True
         if not progressed:
             raise RuntimeError(f"unresolvable resources in the template: {sorted(pending)}")
-    log(f"[infra] applied {len(doc['Resources'])} resources for stage {stage} in {time.monotonic() - started:.1f} s")
+    applied = len(doc["Resources"]) - len(skipped)
+    log(f"[infra] applied {applied} resources for stage {stage} in {time.monotonic() - started:.1f} s")
     return {name: resolve(output["Value"]) for name, output in doc["Outputs"].items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Apply Herald's infra template to the local cloud.")
     parser.add_argument("--stage", default="local")
+    parser.add_argument("--alarm-email", default="", help="subscribe this address to the alarm topic")
+    parser.add_argument("--alarm-https-url", default="", help="subscribe this HTTPS endpoint to the alarm topic")
     parser.add_argument(
         "--visibility-timeout",
         type=int,
@@ -156,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         help="queue visibility timeout in seconds (>= 6 x worker timeout)",
     )
     args = parser.parse_args(argv)
-    params = {"VisibilityTimeoutSeconds": args.visibility_timeout} if args.visibility_timeout else {}
+    params: dict[str, Any] = {"VisibilityTimeoutSeconds": args.visibility_timeout} if args.visibility_timeout else {}
+    params.update(AlarmEmail=args.alarm_email, AlarmHttpsUrl=args.alarm_https_url)
     outputs = apply(args.stage, params)
     json.dump(outputs, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -18,6 +18,16 @@ MAX_RECEIVE_COUNT = 12
 RETENTION_S = 14 * 24 * 3600
 
 
+# Every alarm notifies the alarm topic when it fires and when it clears; operators subscribe to
+# the topic (the AlarmEmail / AlarmHttpsUrl parameters, or any subscription of their own: a
+# PagerDuty or Opsgenie integration URL, a chat webhook through AWS Chatbot).
+_ACTIONS: dict[str, Any] = {"AlarmActions": [{"Ref": "AlarmTopic"}], "OKActions": [{"Ref": "AlarmTopic"}]}
+# The functions Chalice deploys (`{app}-{stage}[-{name}]`) whose errors and throttles page.
+FUNCTIONS = ("worker_critical", "worker_high", "worker_normal", "worker_low", "redrive_worker")
+API_NAME = "herald"  # Chalice's REST API is named after the app
+API_STAGE = "api"  # Chalice's default API Gateway stage
+
+
 def _logical(priority: str, suffix: str) -> str:
     return f"{priority.capitalize()}{suffix}"
 
@@ -62,6 +72,7 @@ def _queue_pair(priority: str) -> dict[str, Any]:
                 "Threshold": 0,
                 "ComparisonOperator": "GreaterThanThreshold",
                 "TreatMissingData": "notBreaching",
+                **_ACTIONS,
             },
         },
         _logical(priority, "OldestMessageAlarm"): {
@@ -78,9 +89,77 @@ def _queue_pair(priority: str) -> dict[str, Any]:
                 "Threshold": {"Ref": "OldestMessageAlarmSeconds"},
                 "ComparisonOperator": "GreaterThanThreshold",
                 "TreatMissingData": "notBreaching",
+                **_ACTIONS,
             },
         },
     }
+
+
+def _alarm(name: str, description: str, **metric: Any) -> dict[str, Any]:
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmName": {"Fn::Sub": f"herald-${{Stage}}-{name}"},
+            "AlarmDescription": description,
+            "Statistic": "Sum",
+            "Period": 60,
+            "EvaluationPeriods": 1,
+            "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+            **metric,
+            **_ACTIONS,
+        },
+    }
+
+
+def _paging() -> dict[str, Any]:
+    """The alarm topic, its optional subscriptions, and the alarms on functions and the API."""
+    resources: dict[str, Any] = {
+        "AlarmTopic": {
+            "Type": "AWS::SNS::Topic",
+            "Properties": {"TopicName": {"Fn::Sub": "herald-${Stage}-alarms"}},
+        },
+        "AlarmEmailSubscription": {
+            "Type": "AWS::SNS::Subscription",
+            "Condition": "HasAlarmEmail",
+            "Properties": {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}},
+        },
+        "AlarmHttpsSubscription": {
+            "Type": "AWS::SNS::Subscription",
+            "Condition": "HasAlarmHttpsUrl",
+            "Properties": {
+                "TopicArn": {"Ref": "AlarmTopic"},
+                "Protocol": "https",
+                "Endpoint": {"Ref": "AlarmHttpsUrl"},
+            },
+        },
+        "Api5xxAlarm": _alarm(
+            "api-5xx",
+            "The API answers 5xx: look at the API function's logs.",
+            Namespace="AWS/ApiGateway",
+            MetricName="5XXError",
+            Dimensions=[{"Name": "ApiName", "Value": API_NAME}, {"Name": "Stage", "Value": API_STAGE}],
+        ),
+    }
+    for function in FUNCTIONS:
+        logical = "".join(part.capitalize() for part in function.split("_"))
+        dimensions = [{"Name": "FunctionName", "Value": {"Fn::Sub": f"herald-${{Stage}}-{function}"}}]
+        resources[f"{logical}ErrorsAlarm"] = _alarm(
+            f"{function}-errors",
+            f"{function} invocations fail (crashes, timeouts): its batches come back after the visibility timeout.",
+            Namespace="AWS/Lambda",
+            MetricName="Errors",
+            Dimensions=dimensions,
+        )
+        resources[f"{logical}ThrottlesAlarm"] = _alarm(
+            f"{function}-throttles",
+            f"{function} is throttled: raise its reserved concurrency or the account's limit.",
+            Namespace="AWS/Lambda",
+            MetricName="Throttles",
+            Dimensions=dimensions,
+        )
+    return resources
 
 
 def _table() -> dict[str, Any]:
@@ -120,13 +199,14 @@ def template() -> dict[str, Any]:
     for priority in PRIORITIES:
         resources.update(_queue_pair(priority))
     resources.update(_table())
-    outputs = {"TableName": {"Value": {"Ref": "Table"}}}
+    resources.update(_paging())
+    outputs = {"TableName": {"Value": {"Ref": "Table"}}, "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}}}
     for priority in PRIORITIES:
         outputs[_logical(priority, "QueueUrl")] = {"Value": {"Ref": _logical(priority, "Queue")}}
         outputs[_logical(priority, "DeadLetterQueueUrl")] = {"Value": {"Ref": _logical(priority, "DeadLetterQueue")}}
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": "Herald: job queues (one per priority) with dead-letter queues, the table, alarms.",
+        "Description": "Herald: job queues (one per priority) with dead-letter queues, the table, alarms that page.",
         "Parameters": {
             "Stage": {"Type": "String", "AllowedValues": ["local", "dev", "prod"]},
             "VisibilityTimeoutSeconds": {
@@ -135,6 +215,20 @@ def template() -> dict[str, Any]:
                 "Description": "At least 6 x the worker functions' timeout (AWS's rule for SQS event sources).",
             },
             "OldestMessageAlarmSeconds": {"Type": "Number", "Default": 600},
+            "AlarmEmail": {
+                "Type": "String",
+                "Default": "",
+                "Description": "An address the alarm topic emails (it confirms the subscription); empty: none.",
+            },
+            "AlarmHttpsUrl": {
+                "Type": "String",
+                "Default": "",
+                "Description": "An HTTPS endpoint the alarm topic posts to (PagerDuty, Opsgenie); empty: none.",
+            },
+        },
+        "Conditions": {
+            "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
+            "HasAlarmHttpsUrl": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmHttpsUrl"}, ""]}]},
         },
         "Resources": resources,
         "Outputs": outputs,

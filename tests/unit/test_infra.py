@@ -50,3 +50,34 @@ def test_applying_twice_changes_nothing(monkeypatch):
         assert len([k for k in before if k.startswith("http")]) == 8
         redrive = json.loads(before[first["NormalQueueUrl"]]["RedrivePolicy"])  # type: ignore[index]
         assert redrive["deadLetterTargetArn"].endswith("herald-local-normal-dlq")
+
+
+def test_every_alarm_notifies_the_alarm_topic_when_it_fires_and_when_it_clears():
+    doc = template()
+    alarms = {k: v["Properties"] for k, v in doc["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    metrics = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
+    assert {("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), ("AWS/ApiGateway", "5XXError")} <= metrics
+    assert {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/SQS", "ApproximateAgeOfOldestMessage")} <= metrics
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] == alarm["OKActions"], name
+    assert doc["Resources"]["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+
+
+def test_the_alarm_subscriptions_exist_only_when_their_parameters_are_given(monkeypatch):
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        outputs = apply("local", {}, log=lambda _: None)
+        sns = boto3.client("sns")
+        topic = outputs["AlarmTopicArn"]
+        assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
+        apply("local", {"AlarmEmail": "oncall@example.com"}, log=lambda _: None)
+        apply("local", {"AlarmEmail": "oncall@example.com"}, log=lambda _: None)
+        subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        assert [(s["Protocol"], s["Endpoint"]) for s in subscriptions] == [("email", "oncall@example.com")]
+        alarm = boto3.client("cloudwatch").describe_alarms(AlarmNames=["herald-local-normal-dead-letters"])
+        assert alarm["MetricAlarms"][0]["AlarmActions"] == [topic]
