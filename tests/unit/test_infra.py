@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from infra.apply import apply
@@ -23,6 +24,12 @@ def test_every_queue_has_a_dlq_and_visibility_respects_six_times_the_worker_time
     assert doc["Parameters"]["VisibilityTimeoutSeconds"]["Default"] >= 6 * timeout
 
 
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+
+
 def snapshot() -> dict[str, object]:
     sqs, ddb = boto3.client("sqs"), boto3.client("dynamodb")
     state: dict[str, object] = {}
@@ -35,13 +42,7 @@ def snapshot() -> dict[str, object]:
     return state
 
 
-def test_applying_twice_changes_nothing(monkeypatch):
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+def test_applying_twice_changes_nothing(fake_aws):
     with mock_aws():
         first = apply("local", {"VisibilityTimeoutSeconds": 180}, log=lambda _: None)
         before = snapshot()
@@ -63,13 +64,7 @@ def test_every_alarm_notifies_the_alarm_topic_when_it_fires_and_when_it_clears()
     assert doc["Resources"]["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
 
 
-def test_the_alarm_subscriptions_exist_only_when_their_parameters_are_given(monkeypatch):
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+def test_the_alarm_subscriptions_exist_only_when_their_parameters_are_given(fake_aws):
     with mock_aws():
         outputs = apply("local", {}, log=lambda _: None)
         sns = boto3.client("sns")
