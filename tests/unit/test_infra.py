@@ -26,7 +26,8 @@ def test_every_queue_has_a_dlq_and_visibility_respects_six_times_the_worker_time
 
 @pytest.fixture
 def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    credentials = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in credentials.items():
         monkeypatch.setenv(key, value)
 
 
