@@ -33,7 +33,8 @@ def test_a_dlq_alarm_in_alarm_notifies_the_topics_subscriber(stack: dict[str, An
     pager_arn = sqs.get_queue_attributes(QueueUrl=pager, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     subscription = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=pager_arn, ReturnSubscriptionArn=True)
     try:
-        # WHEN the DLQ alarm goes into ALARM
+        # WHEN the DLQ alarm goes into ALARM (from OK: only a change of state runs the actions)
+        cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="test: start")
         cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="test: a dead letter")
 
         # THEN the subscriber is notified, naming the alarm
@@ -44,7 +45,7 @@ def test_a_dlq_alarm_in_alarm_notifies_the_topics_subscriber(stack: dict[str, An
                     return body
             return None
 
-        body = wait_for(notified, 30, "the alarm notification")
+        body = wait_for(notified, 60, "the alarm notification")
         assert body["NewStateReason"] == "test: a dead letter"
     finally:
         cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="test over")
