@@ -24,6 +24,12 @@ RETENTION_S = 14 * 24 * 3600
 _ACTIONS: dict[str, Any] = {"AlarmActions": [{"Ref": "AlarmTopic"}], "OKActions": [{"Ref": "AlarmTopic"}]}
 # The functions Chalice deploys (`{app}-{stage}[-{name}]`) whose errors and throttles page.
 FUNCTIONS = ("worker_critical", "worker_high", "worker_normal", "worker_low", "redrive_worker")
+FUNCTION_ALARMS = {
+    "Errors": "invocations fail (crashes, timeouts); their batches come back after the visibility timeout.",
+    "Throttles": "invocations are throttled; raise its reserved concurrency or the account's limit.",
+}
+# Template parameter -> the protocol of the alarm topic's subscription it creates when not empty.
+SUBSCRIPTIONS = {"AlarmEmail": "email", "AlarmHttpsUrl": "https"}
 API_NAME = "herald"  # Chalice's REST API is named after the app
 API_STAGE = "api"  # Chalice's default API Gateway stage
 
@@ -120,20 +126,6 @@ def _paging() -> dict[str, Any]:
             "Type": "AWS::SNS::Topic",
             "Properties": {"TopicName": {"Fn::Sub": "herald-${Stage}-alarms"}},
         },
-        "AlarmEmailSubscription": {
-            "Type": "AWS::SNS::Subscription",
-            "Condition": "HasAlarmEmail",
-            "Properties": {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}},
-        },
-        "AlarmHttpsSubscription": {
-            "Type": "AWS::SNS::Subscription",
-            "Condition": "HasAlarmHttpsUrl",
-            "Properties": {
-                "TopicArn": {"Ref": "AlarmTopic"},
-                "Protocol": "https",
-                "Endpoint": {"Ref": "AlarmHttpsUrl"},
-            },
-        },
         "Api5xxAlarm": _alarm(
             "api-5xx",
             "The API answers 5xx: look at the API function's logs.",
@@ -142,23 +134,23 @@ def _paging() -> dict[str, Any]:
             Dimensions=[{"Name": "ApiName", "Value": API_NAME}, {"Name": "Stage", "Value": API_STAGE}],
         ),
     }
+    for parameter, protocol in SUBSCRIPTIONS.items():
+        resources[f"{parameter}Subscription"] = {
+            "Type": "AWS::SNS::Subscription",
+            "Condition": f"Has{parameter}",
+            "Properties": {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": protocol, "Endpoint": {"Ref": parameter}},
+        }
     for function in FUNCTIONS:
         logical = "".join(part.capitalize() for part in function.split("_"))
         dimensions = [{"Name": "FunctionName", "Value": {"Fn::Sub": f"herald-${{Stage}}-{function}"}}]
-        resources[f"{logical}ErrorsAlarm"] = _alarm(
-            f"{function}-errors",
-            f"{function} invocations fail (crashes, timeouts): its batches come back after the visibility timeout.",
-            Namespace="AWS/Lambda",
-            MetricName="Errors",
-            Dimensions=dimensions,
-        )
-        resources[f"{logical}ThrottlesAlarm"] = _alarm(
-            f"{function}-throttles",
-            f"{function} is throttled: raise its reserved concurrency or the account's limit.",
-            Namespace="AWS/Lambda",
-            MetricName="Throttles",
-            Dimensions=dimensions,
-        )
+        for metric, what in FUNCTION_ALARMS.items():
+            resources[f"{logical}{metric}Alarm"] = _alarm(
+                f"{function}-{metric.lower()}",
+                f"{function}: {what}",
+                Namespace="AWS/Lambda",
+                MetricName=metric,
+                Dimensions=dimensions,
+            )
     return resources
 
 
@@ -227,8 +219,7 @@ def template() -> dict[str, Any]:
             },
         },
         "Conditions": {
-            "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
-            "HasAlarmHttpsUrl": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmHttpsUrl"}, ""]}]},
+            f"Has{parameter}": {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]} for parameter in SUBSCRIPTIONS
         },
         "Resources": resources,
         "Outputs": outputs,

@@ -30,8 +30,6 @@ A poison message (not a runnable job) takes the same road: a copy with the reaso
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
 POISON_MARKER = "herald_poison"
 
@@ -40,21 +38,7 @@ def new_burial() -> str:
     return "b_" + uuid.uuid4().hex
 
 
-def receive_count(attributes: Mapping[str, Any]) -> int:
-    try:
-        return int(attributes.get("ApproximateReceiveCount") or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def back_from_dlq(attributes: Mapping[str, Any], receives_on_the_way: int) -> bool:
-    """Whether a burial message (its SQS system attributes) has been to the DLQ and back."""
-    if attributes.get("DeadLetterQueueSourceArn"):
-        return True
-    count = receive_count(attributes)
-    return 0 < count <= receives_on_the_way
-
-
-def is_poison_copy(message_attributes: Mapping[str, Any] | None) -> bool:
-    value = (message_attributes or {}).get(POISON_MARKER) or {}
-    return bool(value.get("stringValue") or value.get("StringValue"))
+def back_from_dlq(dlq_source_arn: str | None, receive_count: int, receives_on_the_way: int) -> bool:
+    """Whether a burial message has been to the DLQ and back: SQS's DeadLetterQueueSourceArn is
+    on it, or its receive count is not above the highest one seen on its way there."""
+    return bool(dlq_source_arn) or 0 < receive_count <= receives_on_the_way

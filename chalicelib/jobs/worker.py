@@ -34,7 +34,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from chalicelib.clock import Clock, utcnow
 from chalicelib.config import Settings
 from chalicelib.errors import Deferred, FatalError, JobError
-from chalicelib.jobs.burial import POISON_MARKER, back_from_dlq, is_poison_copy, new_burial, receive_count
+from chalicelib.jobs.burial import POISON_MARKER, back_from_dlq
 from chalicelib.jobs.ledger import DeadLetterLedger
 from chalicelib.jobs.model import Envelope, EnvelopeError, Job
 from chalicelib.jobs.queue import JobQueue
@@ -100,6 +100,11 @@ class Worker:
         self._clock = clock
         self._rng = rng
 
+    @property
+    def _lease_s(self) -> int:
+        """How long an attempt holds its job (a crashed worker's lease runs out after this)."""
+        return self._settings.worker_timeout_s + 30
+
     def handle_batch(self, event: dict[str, Any], context: Any, priority: str) -> dict[str, Any]:
         """The SQS Lambda entry point: a partial batch response (ReportBatchItemFailures)."""
         # Imported here, not at the top: every function imports app.py (and so this module), and
@@ -143,8 +148,8 @@ class Worker:
             logger.thread_safe_remove_keys(["job_id", "org_id", "correlation_id"])
 
     def _process(self, envelope: Envelope, record: SQSRecord, priority: str) -> Outcome:
-        lease_s = self._settings.worker_timeout_s + 30
-        if envelope.burial is None and (record.raw_event.get("attributes") or {}).get("DeadLetterQueueSourceArn"):
+        lease_s = self._lease_s
+        if envelope.burial is None and record.attributes.dead_letter_queue_source_arn:
             # Back from the DLQ without a burial: SQS moved it there on its own (its receive count
             # ran out) and the ledger may list it (chalicelib/ops/dlq.py `reconcile`); it runs now.
             self._ledger.remove(self._queue.queue_name(priority), envelope.org_id, envelope.job_id)
@@ -209,9 +214,9 @@ class Worker:
         if envelope.burial != job.burial:
             logger.info("burial message of an earlier death: dropped")
             return Outcome("skipped", job.job_id)
-        attributes = dict(record.raw_event.get("attributes") or {})
-        if not back_from_dlq(attributes, job.burial_receives):
-            self._store.note_burial_receive(job, receive_count(attributes))
+        receives = _receive_count(record)
+        if not back_from_dlq(record.attributes.dead_letter_queue_source_arn, receives, job.burial_receives):
+            self._store.note_burial_receive(job, receives)
             self._queue.hand_back(priority, record.receipt_handle)
             raise RetryLater("burying")
         revived = self._store.requeue(job.org_id, job.job_id, burial=job.burial)
@@ -221,7 +226,7 @@ class Worker:
         self._ledger.remove(queue_name, job.org_id, job.job_id, burial=envelope.burial)
         self._count("JobsRedriven", job)
         logger.info("dead job back from the DLQ: it runs again from attempt 1")
-        started = self._store.begin_attempt(job.org_id, job.job_id, self._settings.worker_timeout_s + 30)
+        started = self._store.begin_attempt(job.org_id, job.job_id, self._lease_s)
         if started is None:  # changed in between (cancelled?): let the next receive decide
             self._queue.retry_after(priority, record.receipt_handle, 1)
             raise RetryLater("job_busy")
@@ -308,7 +313,7 @@ class Worker:
     def _kill(self, job: Job, record: SQSRecord, priority: str, error: dict[str, Any]) -> None:
         # Record first: once the job is `dead`, no redelivery can run it again (only its burial
         # message, back from the DLQ, revives it).
-        dead = self._store.kill(job, error, new_burial())
+        dead = self._store.kill(job, error)
         if dead is None:
             logger.warning("job changed while it ran (lease taken over); not dead-lettered")
             return
@@ -320,7 +325,7 @@ class Worker:
         """A message that is not a runnable job: a copy with the reason attached goes to the DLQ
         (by SQS's redrive policy, like a burial message); the copy itself is handed back."""
         attributes = record.message_attributes
-        if is_poison_copy(attributes):
+        if _attribute(attributes, POISON_MARKER):
             self._queue.hand_back(priority, record.receipt_handle)
             raise RetryLater("burying")
         org_id = _attribute(attributes, "org_id")
@@ -368,6 +373,13 @@ def count(name: str, job_type: str) -> None:
     """A count by job type: its own EMF blob, so types in one batch do not mix dimensions."""
     with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
         metric.add_dimension(name="type", value=job_type)
+
+
+def _receive_count(record: SQSRecord) -> int:
+    try:
+        return int(record.attributes.approximate_receive_count or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _attribute(attributes: Any, name: str) -> str:

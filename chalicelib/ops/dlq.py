@@ -27,6 +27,7 @@ from chalicelib.observability import logger
 AGE_CACHE_S = 60.0
 RECONCILE_MAX_MESSAGES = 1_000  # per call; a bigger gap is closed over several listings
 RECONCILE_HOLD_S = 30
+RECONCILE_EVERY_S = 60.0
 MOVED_BY_SQS = {
     "code": "receive_limit_exceeded",
     "message": "SQS moved it to the DLQ: it was received more often than the queue's maxReceiveCount "
@@ -74,6 +75,7 @@ class QueueOps:
         self._monotonic = monotonic
         self._arns: dict[str, str] = {}
         self._ages: tuple[float, dict[str, float | None]] | None = None
+        self._reconciled: dict[str, float] = {}
         self._lock = threading.Lock()
 
     # --- names -----------------------------------------------------------------------------
@@ -162,7 +164,13 @@ class QueueOps:
         """Enter in the ledger the DLQ's messages it does not list: messages SQS moved there on
         its own (their receive count ran out: a worker that crashed or timed out every time).
         Only when the DLQ holds more than the ledger lists; the messages received to read them are
-        made visible again at once. How many entries it added."""
+        made visible again at once. At most once a minute per queue and container (a listing
+        must not cost a DLQ depth and a ledger count every time). How many entries it added."""
+        now = self._monotonic()
+        with self._lock:
+            if now - self._reconciled.get(ref.name, -RECONCILE_EVERY_S) < RECONCILE_EVERY_S:
+                return 0
+            self._reconciled[ref.name] = now
         visible = self.depth(ref.dlq_name).visible
         if visible == 0 or visible <= self._ledger.count(ref.name):
             return 0
@@ -196,21 +204,21 @@ class QueueOps:
         return added
 
     def _enter(self, ref: QueueRef, message: dict[str, Any]) -> int:
-        key = message_key(message)
-        if key is None or self._ledger.get(ref.name, *key) is not None:
-            return 0
         attributes = message.get("MessageAttributes") or {}
-        code = (attributes.get("error_code") or {}).get("StringValue")
-        error = (
-            {"code": code, "message": (attributes.get("error_message") or {}).get("StringValue") or code}
-            if code
-            else MOVED_BY_SQS
-        )
+
+        def attribute(name: str) -> str:
+            return str((attributes.get(name) or {}).get("StringValue") or "")
+
         try:
             envelope = Envelope.from_json(message.get("Body") or "")
+            key: tuple[str, str] | None = (envelope.org_id, envelope.job_id)
             job_type, attempts = envelope.type, envelope.attempt
         except EnvelopeError:
-            job_type, attempts = str((attributes.get("type") or {}).get("StringValue") or ""), 0
+            key, job_type, attempts = message_key(message), attribute("type"), 0
+        if key is None or self._ledger.get(ref.name, *key) is not None:
+            return 0
+        code = attribute("error_code")
+        error = {"code": code, "message": attribute("error_message") or code} if code else MOVED_BY_SQS
         self._ledger.record(
             ref.name,
             org_id=key[0],

@@ -9,7 +9,6 @@ The `low` queue, emptied first (`low_queue` from test_operations.py).
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -64,6 +63,17 @@ def original_message(job: dict[str, Any]) -> str:
     )
 
 
+def consumed(sqs: Any, url: str) -> bool:
+    """Every message of the queue received and deleted (the worker has had them all)."""
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return all(int(attributes[name]) == 0 for name in names)
+
+
 def ledger_empty(admin: Api) -> bool:
     reply = admin.get(PEEK)
     assert reply.status == 200, reply
@@ -84,7 +94,7 @@ def test_sqs_move_task_runs_each_dead_job_once_from_attempt_1_and_a_late_duplica
     assert {item["job_id"] for item in admin.get(PEEK).body["items"]} == set(ids)
     # AND a late duplicate of one's original message arrives: it does not run the dead job
     sqs.send_message(QueueUrl=source_url, MessageBody=original_message(dead[0]))
-    time.sleep(3)  # the worker has had it (nothing to wait for: it must do nothing)
+    wait_for(lambda: consumed(sqs, source_url) or None, 30, "the worker to take the late duplicate")
     assert len(receiver.requests) == 2 and admin.get(f"/v1/jobs/{ids[0]}").body["status"] == "dead"
 
     # WHEN the receiver is fixed and the operator moves the DLQ back with SQS's own task
@@ -101,7 +111,7 @@ def test_sqs_move_task_runs_each_dead_job_once_from_attempt_1_and_a_late_duplica
     assert queue_row(operator)["dlq_depth"] == 0
     # AND a late duplicate of the original message now finds the job completed: nothing runs
     sqs.send_message(QueueUrl=source_url, MessageBody=original_message(dead[1]))
-    time.sleep(3)
+    wait_for(lambda: consumed(sqs, source_url) or None, 30, "the worker to take the late duplicate")
     assert deliveries_since(receiver, mark) == Counter({ids[0]: 1, ids[1]: 1})
 
 
@@ -126,8 +136,9 @@ def test_a_message_sqs_moved_to_the_dlq_on_its_own_is_listed_and_redriven(
                 sqs.receive_message(QueueUrl=crashing, VisibilityTimeout=0, WaitTimeSeconds=1)
             wait_for(lambda: queue_row(operator)["dlq_depth"] == 1 or None, 30, "SQS to move it to the DLQ")
 
-            # WHEN the dead letters are listed THEN it is there, with why, and it stays in the DLQ
-            [letter] = admin.get(PEEK).body["items"]
+            # WHEN the dead letters are listed THEN it is there (within the minute a container
+            # reconciles a queue's ledger at most once), with why, and it stays in the DLQ
+            [letter] = wait_for(lambda: admin.get(PEEK).body["items"] or None, 90, "it to be listed", interval=2)
             assert letter["job_id"] == job.job_id and letter["last_error"]["code"] == "receive_limit_exceeded"
             assert queue_row(operator)["dlq_depth"] == 1
 
@@ -135,7 +146,8 @@ def test_a_message_sqs_moved_to_the_dlq_on_its_own_is_listed_and_redriven(
             assert move(sqs, QUEUE)["Status"] == "COMPLETED"
             assert admin.wait_for_job(job.job_id, {"completed"}, timeout=60)["attempts"] == 1
             wait_for(lambda: ledger_empty(admin) or None, 30, "the ledger to be empty")
-            time.sleep(2)
+            low = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+            wait_for(lambda: consumed(sqs, low) or None, 30, "the low queue to have nothing left to run")
             assert len(receiver.requests) == 1
         finally:
             sqs.delete_queue(QueueUrl=crashing)

@@ -123,11 +123,11 @@ def test_when_the_burial_message_could_not_be_sent_the_redelivered_original_send
     assert len(h.ledger.list(NORMAL)) == 1 and len(h.receive(DLQ)) == 1 and h.effects == []
 
 
-def test_the_burial_message_is_handed_back_until_sqs_moves_it():
-    assert not back_from_dlq({"ApproximateReceiveCount": "3"}, 2)
-    assert back_from_dlq({"ApproximateReceiveCount": "1"}, 12)
-    assert back_from_dlq({"ApproximateReceiveCount": "13", "DeadLetterQueueSourceArn": "arn:x"}, 12)
-    assert not back_from_dlq({}, 0)
+def test_back_from_the_dlq_means_the_dlq_source_arn_or_a_receive_count_counted_afresh():
+    assert not back_from_dlq(None, 3, 2)  # still on its way: more receives than seen so far
+    assert back_from_dlq(None, 1, 12)  # SQS counts a redriven message's receives afresh
+    assert back_from_dlq("arn:x", 13, 12)  # the local cloud keeps counting, but marks the source
+    assert not back_from_dlq(None, 0, 0)
 
 
 def test_a_record_built_from_a_burial_message_says_where_it_came_from(h):
